@@ -1,0 +1,114 @@
+/*
+ * ff_model.h - the multimodal encoder: one encoder per modality into a
+ * shared embedding space, fused by averaging the embeddings of the
+ * modalities present in each record, then a classifier head.
+ *
+ * All parameters live in one contiguous float buffer; named groups (one per
+ * encoder, plus the head) are views into it, so averaging, clipping,
+ * masking, hashing and checkpointing are operations on one flat vector.
+ *
+ * Knows nothing of the network or the database. Not thread-safe: one
+ * ff_model per thread.
+ */
+#ifndef FF_MODEL_H
+#define FF_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/ff_status.h"
+#include "ff_input.h"
+
+typedef struct ff_model ff_model;
+
+/* Parameter groups: one per modality encoder, then the fusion head. */
+enum { FF_GROUP_HEAD = FF_MOD_COUNT, FF_GROUP_COUNT };
+
+typedef enum ff_optimizer { FF_OPT_SGD = 0, FF_OPT_ADAM } ff_optimizer;
+
+typedef struct ff_train_config {
+    int epochs;               /* passes over the data, >= 1 */
+    int batch_size;           /* >= 1 */
+    float lr;                 /* learning rate, > 0 */
+    ff_optimizer optimizer;
+    float momentum;           /* SGD momentum in [0, 1) */
+    float weight_decay;       /* L2 penalty, >= 0 */
+    float modality_dropout;   /* chance to hide each present modality of a
+                                 training record (one is always kept) */
+    uint64_t seed;            /* shuffling and dropout */
+} ff_train_config;
+
+/* Sets cfg to the defaults fedfuse trains with. */
+void ff_train_config_default(ff_train_config *cfg);
+
+typedef struct ff_train_stats {
+    double loss;                         /* mean loss of the last epoch */
+    double accuracy;                     /* training accuracy, last epoch */
+    size_t examples;                     /* records seen per epoch */
+    size_t group_examples[FF_GROUP_COUNT]; /* records that trained each
+                                            group in one epoch */
+    double seconds;
+} ff_train_stats;
+
+typedef struct ff_eval {
+    double accuracy;                   /* all present modalities fused */
+    double loss;
+    double accuracy_alone[FF_MOD_COUNT]; /* each modality alone, on the
+                                            records that have it; -1 when
+                                            none has it */
+    size_t count;
+} ff_eval;
+
+/* Creates a model with parameters drawn from seed. *out owned by caller.
+ * Errors: FF_ERR_NOMEM. */
+FF_MUST_USE ff_status ff_model_create(ff_model **out, uint64_t seed,
+                                      ff_error *err);
+
+/* Frees m and everything it owns. Accepts NULL. */
+void ff_model_destroy(ff_model *m);
+
+/* Number of parameters (floats) in the flat buffer. */
+size_t ff_model_param_count(const ff_model *m);
+
+/* The flat parameter buffer, owned by m, ff_model_param_count floats. */
+float *ff_model_params(ff_model *m);
+const float *ff_model_params_const(const ff_model *m);
+
+/* Range of group g (0 <= g < FF_GROUP_COUNT) inside the flat buffer. */
+void ff_model_group_range(const ff_model *m, int g, size_t *offset,
+                          size_t *length);
+
+/* Name of group g: the modality name, or "head". */
+const char *ff_model_group_name(int g);
+
+/* Trains m in place on set. Errors: FF_ERR_ARG (bad config, empty set,
+ * label out of range), FF_ERR_NONFINITE (loss diverged), FF_ERR_NOMEM. */
+FF_MUST_USE ff_status ff_model_train(ff_model *m, const ff_sample_set *set,
+                                     const ff_train_config *cfg,
+                                     ff_train_stats *stats, ff_error *err);
+
+/* Evaluates m on set: fused accuracy and each modality alone.
+ * Errors: FF_ERR_ARG (empty set), FF_ERR_NOMEM. */
+FF_MUST_USE ff_status ff_model_evaluate(ff_model *m, const ff_sample_set *set,
+                                        ff_eval *out, ff_error *err);
+
+/* Predicts the class of one sample using only the modalities in mask
+ * (intersected with s->present). Returns -1 when none remain. */
+int ff_model_predict(ff_model *m, const ff_sample *s, uint32_t mask);
+
+/*
+ * Artifact: the serialised model, "FFMODEL1" magic, format version,
+ * parameter count, group table, then little-endian float32 parameters.
+ * ff_model_artifact_size gives the exact size; write fills buf.
+ */
+size_t ff_model_artifact_size(const ff_model *m);
+FF_MUST_USE ff_status ff_model_artifact_write(const ff_model *m, uint8_t *buf,
+                                              size_t len, ff_error *err);
+
+/* Loads parameters from an artifact into m. Errors: FF_ERR_FORMAT (bad
+ * magic, version or group table), FF_ERR_SHAPE (other architecture),
+ * FF_ERR_NONFINITE (NaN or Inf parameter). m is unchanged on error. */
+FF_MUST_USE ff_status ff_model_artifact_read(ff_model *m, const uint8_t *buf,
+                                             size_t len, ff_error *err);
+
+#endif
