@@ -23,6 +23,10 @@ typedef struct ff_registry ff_registry;
 /* Most bytes a stored artifact may have. */
 #define FF_REGISTRY_MAX_ARTIFACT (256u * 1024u * 1024u)
 
+/* Most bytes of a model or site name (they are index keys). Longer names
+ * are refused with FF_ERR_ARG; audit rows keep any length. */
+#define FF_REGISTRY_MAX_NAME 200u
+
 /* Connects with a libpq conninfo string ("host=/tmp/x dbname=fedfuse").
  * Errors: FF_ERR_DB (message from the server, never the password). */
 FF_MUST_USE ff_status ff_registry_open(ff_registry **out, const char *conninfo,
@@ -38,6 +42,17 @@ void ff_registry_close(ff_registry *r);
 FF_MUST_USE ff_status ff_registry_migrate(ff_registry *r, int *version,
                                           ff_error *err);
 
+/* Reads the database's schema version without changing it: *current (0
+ * for a database never migrated) and *latest, the version this code
+ * migrates to. Either pointer may be NULL. Errors: FF_ERR_DB. */
+FF_MUST_USE ff_status ff_registry_schema_version(ff_registry *r,
+                                                 int *current, int *latest,
+                                                 ff_error *err);
+
+/* Writes the BLAKE2b-256 of data (libsodium crypto_generichash, 32 bytes)
+ * as 64 lower-case hex characters and a NUL into hex. Cannot fail. */
+void ff_registry_digest(const uint8_t *data, size_t len, char hex[65]);
+
 /* Appends an audit row. actor: who acted ("coordinator", "site:NAME",
  * "operator:NAME"); site may be NULL; details is a JSON object (borrowed,
  * may be NULL). Errors: FF_ERR_DB. */
@@ -52,29 +67,44 @@ FF_MUST_USE ff_status ff_registry_model_ensure(ff_registry *r,
                                                json_t *config, ff_error *err);
 
 /* Records (or refreshes) a site's registration with its details (JSON:
- * modalities, example count, code version) and audits it.
- * Errors: FF_ERR_DB. */
+ * modalities, example count, code version) and audits "site.registered"
+ * (actor "site:NAME"), in one transaction.
+ * Errors: FF_ERR_DB, FF_ERR_ARG (empty name or longer than
+ * FF_REGISTRY_MAX_NAME). */
 FF_MUST_USE ff_status ff_registry_site_register(ff_registry *r,
                                                 const char *site,
                                                 json_t *details,
                                                 ff_error *err);
 
+/* Refreshes a registered site's last_seen (call it on each request).
+ * Errors: FF_ERR_DB, FF_ERR_ARG (bad name), FF_ERR_NOT_FOUND (the site
+ * never registered). */
+FF_MUST_USE ff_status ff_registry_site_seen(ff_registry *r, const char *site,
+                                            ff_error *err);
+
 /* Records the coordinator's state for `fedfusectl status`: state word,
- * listening address, current round (0 when none). Errors: FF_ERR_DB. */
+ * listening address, current round (0 when none), and the calling
+ * process's pid. One row per model; each call refreshes its updated_at,
+ * which `status` shows as the heartbeat's age, so call it periodically.
+ * Errors: FF_ERR_DB, FF_ERR_ARG. */
 FF_MUST_USE ff_status ff_registry_coordinator_state(ff_registry *r,
                                                     const char *model,
                                                     const char *state,
                                                     const char *address,
                                                     int round, ff_error *err);
 
-/* Starts round `round` of model with its training config (JSON) and the
- * sites selected; audits "round.started". Errors: FF_ERR_DB, FF_ERR_STATE
- * (round already exists and is finished). */
+/* Starts round `round` (>= 1) of model with its training config (JSON,
+ * put the selected sites in it); audits "round.started". Starting a round
+ * that is still running refreshes it (a restarted coordinator resumes).
+ * Errors: FF_ERR_DB, FF_ERR_ARG, FF_ERR_STATE (round already exists and
+ * is finished), FF_ERR_NOT_FOUND (model not created). */
 FF_MUST_USE ff_status ff_registry_round_start(ff_registry *r,
                                               const char *model, int round,
                                               json_t *config, ff_error *err);
 
-/* Marks a round aborted with a reason and audits it. Errors: FF_ERR_DB. */
+/* Marks a running round aborted with a reason (borrowed, may be NULL) and
+ * audits "round.aborted". Errors: FF_ERR_DB, FF_ERR_NOT_FOUND (no such
+ * round), FF_ERR_STATE (the round already finished). */
 FF_MUST_USE ff_status ff_registry_round_abort(ff_registry *r,
                                               const char *model, int round,
                                               const char *reason,
@@ -89,7 +119,8 @@ typedef struct ff_contribution {
 /* A version to publish. All pointers borrowed. */
 typedef struct ff_version_new {
     const char *model;
-    int round;
+    int round;                  /* a running round, or 0 for none (an
+                                   initial or imported version) */
     int parent;                 /* 0 when this is the first version */
     const ff_contribution *contributions;
     size_t n_contributions;
@@ -100,19 +131,26 @@ typedef struct ff_version_new {
     const char *digest_hex;     /* BLAKE2b-256 of artifact, 64 hex chars */
 } ff_version_new;
 
-/* In one transaction: inserts the version (number = parent's + 1, or 1),
- * its contributions, marks the round finished, and audits
- * "version.published" and "round.finished". *version receives the number.
- * Errors: FF_ERR_DB, FF_ERR_TOO_LARGE, FF_ERR_STATE (parent is not the
- * model's latest version: nothing is written). */
+/* Checks digest_hex against the artifact, then in one transaction: locks
+ * the model's row (concurrent publishers queue), inserts the version
+ * (number = parent + 1), its contributions, marks the round published, and
+ * audits "version.published" and "round.finished" (the latter only when
+ * round > 0). *version (may be NULL) receives the number, 0 on error.
+ * Errors: FF_ERR_DB, FF_ERR_TOO_LARGE, FF_ERR_ARG (bad name, malformed
+ * digest, negative examples), FF_ERR_DIGEST (digest_hex is not the
+ * artifact's BLAKE2b-256), FF_ERR_NOT_FOUND (model not created),
+ * FF_ERR_STATE (parent is not the model's latest version, the round is
+ * not running, or a site appears twice). On any error nothing is
+ * written. */
 FF_MUST_USE ff_status ff_registry_version_publish(ff_registry *r,
                                                   const ff_version_new *v,
                                                   int *version, ff_error *err);
 
-/* The latest version of model: its number, round and artifact (malloc'd,
- * caller frees). *version = 0 and *artifact = NULL when none exists.
- * The artifact's digest is checked against the stored one.
- * Errors: FF_ERR_DB, FF_ERR_DIGEST. */
+/* The latest version of model: its number, round (0 for none) and
+ * artifact (malloc'd, caller frees). *version = 0 and *artifact = NULL
+ * when none exists. The artifact's digest is recomputed and checked
+ * against the stored one; on mismatch nothing is returned.
+ * Errors: FF_ERR_DB, FF_ERR_DIGEST, FF_ERR_TOO_LARGE, FF_ERR_NOMEM. */
 FF_MUST_USE ff_status ff_registry_version_latest(ff_registry *r,
                                                  const char *model,
                                                  int *version, int *round,
@@ -128,7 +166,11 @@ FF_MUST_USE ff_status ff_registry_round_last(ff_registry *r,
 /* --- queries for the admin CLI; each returns a new JSON value the caller
  * decrefs. Errors: FF_ERR_DB, FF_ERR_NOT_FOUND. --- */
 
-/* {"coordinator": {...} or null, "sites": [...], "rounds": [...last 5]} */
+/* {"now", "coordinator": {...} (the most recently updated) or null,
+ *  "coordinators": [...one per model], "sites": [...],
+ *  "current_rounds": [...running], "rounds": [...last 5 started]}.
+ * Ages (heartbeat_age_s, last_seen_age_s, age_s) are computed by the
+ * server in seconds. Times are ISO 8601 in UTC. */
 FF_MUST_USE ff_status ff_registry_status(ff_registry *r, json_t **out,
                                          ff_error *err);
 
@@ -136,18 +178,25 @@ FF_MUST_USE ff_status ff_registry_status(ff_registry *r, json_t **out,
 FF_MUST_USE ff_status ff_registry_models(ff_registry *r, json_t **out,
                                          ff_error *err);
 
-/* Versions of model, oldest first, each with parent, round, created_at,
- * digest, metrics, contributions. */
+/* Versions of model, oldest first: [{"version", "parent", "round",
+ * "created_at", "digest", "artifact_len", "train_config", "metrics",
+ * "sites", "examples", "contributions": [{"site", "examples"}]}...].
+ * parent and round are null when absent. FF_ERR_NOT_FOUND: no such
+ * model. */
 FF_MUST_USE ff_status ff_registry_versions(ff_registry *r, const char *model,
                                            json_t **out, ff_error *err);
 
-/* One version in full (no artifact bytes; artifact_len instead). */
+/* One version in full (no artifact bytes; artifact_len instead): the
+ * fields of ff_registry_versions plus "model", "model_config",
+ * "round_state", "round_config", "round_started_at",
+ * "round_finished_at". FF_ERR_NOT_FOUND: no such model or version. */
 FF_MUST_USE ff_status ff_registry_version_show(ff_registry *r,
                                                const char *model, int version,
                                                json_t **out, ff_error *err);
 
-/* The artifact bytes and stored digest of one version (malloc'd).
- * Errors: FF_ERR_DB, FF_ERR_NOT_FOUND. */
+/* The artifact bytes (malloc'd, caller frees) and stored digest of one
+ * version, NOT checked against each other: the caller verifies.
+ * Errors: FF_ERR_DB, FF_ERR_NOT_FOUND, FF_ERR_TOO_LARGE, FF_ERR_NOMEM. */
 FF_MUST_USE ff_status ff_registry_version_artifact(ff_registry *r,
                                                    const char *model,
                                                    int version,
@@ -157,13 +206,14 @@ FF_MUST_USE ff_status ff_registry_version_artifact(ff_registry *r,
                                                    ff_error *err);
 
 /* Filter for audit queries; NULL fields match anything. Times are
- * ISO 8601 strings as PostgreSQL accepts them. */
+ * ISO 8601 strings as PostgreSQL accepts them (UTC unless they name a
+ * zone); since is inclusive, until exclusive. */
 typedef struct ff_audit_filter {
     const char *site;
     const char *action;   /* exact, or a prefix ending in '*' ("round.*") */
     const char *since;
     const char *until;
-    long limit;           /* <= 0: no limit */
+    long limit;           /* <= 0: no limit; else the newest `limit` */
 } ff_audit_filter;
 
 /* Audit rows matching f, oldest first: [{"id","time","actor","action",

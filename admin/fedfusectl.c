@@ -1,0 +1,285 @@
+/*
+ * fedfusectl - the operator's and auditor's view of the fedfuse registry.
+ *
+ *   fedfusectl [--db CONNINFO] [--json] COMMAND [ARGS...]
+ *
+ * Reads (and, for `migrate`, upgrades) the PostgreSQL registry. Output is
+ * an aligned table for people or, with --json, one JSON document for
+ * scripts. Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 unknown
+ * model or version.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "../common/ff_log.h"
+
+/* Options a command accepts beyond --db, --json and --help. */
+enum {
+    OPT_SITE = 1u << 0,
+    OPT_ACTION = 1u << 1,
+    OPT_SINCE = 1u << 2,
+    OPT_UNTIL = 1u << 3,
+    OPT_LIMIT = 1u << 4
+};
+
+typedef struct command {
+    const char *name;
+    int min_pos, max_pos;
+    unsigned opts;
+    ff_status (*run)(ff_ctl *ctl, ff_error *err);
+    const char *synopsis;
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"status", 0, 0, 0, ff_ctl_status, "status",
+     "Shows each model's coordinator (state, address, round, and the age of\n"
+     "its heartbeat), the registered sites with when they were last seen,\n"
+     "the rounds running now and the five most recently started rounds.\n"},
+    {"models", 0, 0, 0, ff_ctl_models, "models",
+     "Lists the models with their number of versions and latest version.\n"},
+    {"versions", 1, 1, 0, ff_ctl_versions, "versions MODEL",
+     "Lists the versions of MODEL, oldest first: parent, round, creation\n"
+     "time, contributing sites and examples, test accuracy (metrics.accuracy)\n"
+     "and accuracy per modality alone (metrics.alone.*), digest prefix.\n"},
+    {"show", 2, 2, 0, ff_ctl_show, "show MODEL VERSION",
+     "Shows one version in full: lineage, round, contributions, training\n"
+     "config, metrics, BLAKE2b digest and artifact size.\n"},
+    {"audit", 0, 0, OPT_SITE | OPT_ACTION | OPT_SINCE | OPT_UNTIL | OPT_LIMIT,
+     ff_ctl_audit,
+     "audit [--site S] [--action A|PREFIX*] [--since T] [--until T] "
+     "[--limit N]",
+     "Lists audit rows, oldest first. --action takes an exact action or a\n"
+     "prefix ending in '*' (quote it: 'round.*'). T is a time PostgreSQL\n"
+     "reads, UTC unless it names a zone ('2026-12-03 15:00', '2026-12-03T15:00\n"
+     "+01'); --since is inclusive, --until exclusive. --limit N keeps the\n"
+     "newest N rows (default 100; 0 for all).\n"},
+    {"export", 3, 3, 0, ff_ctl_export, "export MODEL VERSION FILE",
+     "Writes the artifact of MODEL VERSION to FILE atomically (a temporary\n"
+     "file in the same folder, renamed into place), after checking that the\n"
+     "bytes written hash to the stored BLAKE2b digest. On a mismatch nothing\n"
+     "is left behind and the exit code is 1.\n"},
+    {"migrate", 0, 0, 0, ff_ctl_migrate, "migrate",
+     "Applies the schema migrations the database lacks and prints the\n"
+     "schema version. Safe to run concurrently and repeatedly.\n"},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void
+print_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fedfusectl [--db CONNINFO] [--json] COMMAND [ARGS...]\n"
+            "\n"
+            "Reads the fedfuse registry in PostgreSQL.\n"
+            "\n"
+            "options:\n"
+            "  --db CONNINFO  libpq conninfo or URI of the registry (default:\n"
+            "                 environment variable FEDFUSE_DB)\n"
+            "  --json         print one JSON document instead of tables\n"
+            "  --help         this text; COMMAND --help for a command's\n"
+            "  --version      print the version\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %s\n", commands[i].synopsis);
+    fprintf(out, "\nexit codes: 0 ok, 1 runtime error, 2 usage error, "
+                 "3 unknown model or version\n");
+}
+
+static void
+print_command_help(const command *c)
+{
+    printf("usage: fedfusectl [--db CONNINFO] [--json] %s\n\n%s", c->synopsis,
+           c->help);
+}
+
+static const command *
+find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+/* Prints an error naming the command, with hostile bytes escaped. */
+static void
+print_error(const char *cmd, const char *msg)
+{
+    char *safe = ff_ctl_escape(msg, 0);
+
+    fprintf(stderr, "fedfusectl: %s%s%s\n", cmd ? cmd : "", cmd ? ": " : "",
+            safe ? safe : "out of memory");
+    free(safe);
+}
+
+static int
+usage_error(const char *cmd, const char *msg)
+{
+    print_error(cmd, msg);
+    if (cmd != NULL)
+        fprintf(stderr, "see 'fedfusectl %s --help'\n", cmd);
+    else
+        fprintf(stderr, "see 'fedfusectl --help'\n");
+    return FF_CTL_EXIT_USAGE;
+}
+
+/* Where the value of an option is kept, or NULL when c does not take it. */
+static const char **
+option_slot(ff_ctl *ctl, const command *c, const char *name)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+        size_t offset;
+    } table[] = {
+        {"--site", OPT_SITE, offsetof(ff_ctl, site)},
+        {"--action", OPT_ACTION, offsetof(ff_ctl, action)},
+        {"--since", OPT_SINCE, offsetof(ff_ctl, since)},
+        {"--until", OPT_UNTIL, offsetof(ff_ctl, until)},
+        {"--limit", OPT_LIMIT, offsetof(ff_ctl, limit)},
+    };
+
+    if (strcmp(name, "--db") == 0)
+        return &ctl->db;
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if (c != NULL && (c->opts & table[i].bit) &&
+            strcmp(name, table[i].name) == 0)
+            return (const char **)((char *)ctl + table[i].offset);
+    return NULL;
+}
+
+/*
+ * Parses argv[*i..] : options (--name VALUE or --name=VALUE), --json,
+ * --help, and, when c is not NULL, positional arguments. Stops at the
+ * first positional when c is NULL (the global part). Returns -1 after
+ * printing a usage error, 1 for --help, 0 otherwise.
+ */
+static int
+parse_args(ff_ctl *ctl, const command *c, int argc, char **argv, int *i)
+{
+    int only_pos = 0;
+
+    for (; *i < argc; (*i)++) {
+        const char *a = argv[*i];
+        if (only_pos || a[0] != '-' || strcmp(a, "-") == 0) {
+            if (c == NULL)
+                return 0;
+            if (ctl->npos == FF_CTL_MAX_POS || ctl->npos >= c->max_pos) {
+                usage_error(c->name, "too many arguments");
+                return -1;
+            }
+            ctl->pos[ctl->npos++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return 1;
+        if (strcmp(a, "--json") == 0) {
+            ctl->json = 1;
+            continue;
+        }
+
+        /* An option with a value, in either spelling. */
+        char name[32];
+        const char *eq = strchr(a, '=');
+        size_t n = eq ? (size_t)(eq - a) : strlen(a);
+        snprintf(name, sizeof(name), "%.*s", (int)(n < 31 ? n : 31), a);
+        const char **slot = option_slot(ctl, c, name);
+        if (slot == NULL) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "unknown option %.60s", a);
+            usage_error(c ? c->name : NULL, msg);
+            return -1;
+        }
+        if (eq == NULL && *i + 1 >= argc) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "option %s needs a value", name);
+            usage_error(c ? c->name : NULL, msg);
+            return -1;
+        }
+        *slot = eq ? eq + 1 : argv[++*i];
+    }
+    return 0;
+}
+
+/* Maps a command's status to the exit code. */
+static int
+exit_code(ff_status st)
+{
+    switch (st) {
+    case FF_OK:
+        return FF_CTL_EXIT_OK;
+    case FF_ERR_ARG:
+        return FF_CTL_EXIT_USAGE;
+    case FF_ERR_NOT_FOUND:
+        return FF_CTL_EXIT_NOT_FOUND;
+    default:
+        return FF_CTL_EXIT_RUNTIME;
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    ff_ctl ctl = {0};
+    ff_error err = {0};
+    int i = 1;
+
+    ff_log_set_role("fedfusectl");
+    if (getenv("FEDFUSE_LOG") == NULL)
+        ff_log_set_level(FF_LOG_WARN);
+
+    /* Global options, then the command name. */
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        printf("fedfusectl %s\n", FF_CODE_VERSION);
+        return FF_CTL_EXIT_OK;
+    }
+    int r = parse_args(&ctl, NULL, argc, argv, &i);
+    if (r < 0)
+        return FF_CTL_EXIT_USAGE;
+    if (r > 0) {
+        print_usage(stdout);
+        return FF_CTL_EXIT_OK;
+    }
+    if (i >= argc) {
+        print_usage(stderr);
+        return FF_CTL_EXIT_USAGE;
+    }
+    const command *c = find_command(argv[i]);
+    if (c == NULL) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "unknown command %.40s", argv[i]);
+        return usage_error(NULL, msg);
+    }
+
+    /* The command's own arguments; options may also come after them. */
+    i++;
+    r = parse_args(&ctl, c, argc, argv, &i);
+    if (r < 0)
+        return FF_CTL_EXIT_USAGE;
+    if (r > 0) {
+        print_command_help(c);
+        return FF_CTL_EXIT_OK;
+    }
+    if (ctl.npos < c->min_pos)
+        return usage_error(c->name, "missing arguments");
+    if (ctl.db == NULL)
+        ctl.db = getenv("FEDFUSE_DB");
+
+    ff_status st = c->run(&ctl, &err);
+    ff_registry_close(ctl.reg);
+    if (st != FF_OK) {
+        if (st == FF_ERR_ARG)
+            return usage_error(c->name, ff_error_text(&err));
+        print_error(c->name, ff_error_text(&err));
+    }
+    return exit_code(st);
+}
