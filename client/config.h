@@ -1,0 +1,47 @@
+/*
+ * config.h - fedfuse-site's configuration: defaults, then an INI file
+ * (--config FILE, section [site]), then command-line flags, each
+ * overriding the one before. INI keys are the flag names without the
+ * leading dashes ('_' and '-' are the same); see deploy/site.ini.
+ * Not thread-safe (called once at start).
+ */
+#ifndef FF_SITE_CONFIG_H
+#define FF_SITE_CONFIG_H
+
+#include <stdio.h>
+
+#include "../common/ff_status.h"
+#include "../proto/ff_wire.h"
+
+/* Most bytes of a path or address option. */
+#define FF_SITE_STR_MAX 1024
+
+typedef struct ff_site_config {
+    char id[FF_WIRE_ID_MAX + 1];
+    char coordinator[FF_SITE_STR_MAX];  /* HOST:PORT */
+    char manifest[FF_SITE_STR_MAX];
+    int threads;                        /* OpenBLAS threads */
+    double retry_seconds;   /* keep retrying a failing coordinator this
+                               long (with backoff) before giving up */
+    double rpc_timeout;     /* deadline of Register and Poll, seconds */
+    double transfer_timeout;/* deadline of a download or upload */
+} ff_site_config;
+
+/* Fills c with the defaults. */
+void ff_site_config_default(ff_site_config *c);
+
+/* Parses argv as ff_coord_config_parse does: --config FILE first, then
+ * the other flags; sets *help for --help. Errors: FF_ERR_CONFIG (names
+ * the option or file:line), FF_ERR_IO. */
+FF_MUST_USE ff_status ff_site_config_parse(ff_site_config *c, int argc,
+                                           char **argv, int *help,
+                                           ff_error *err);
+
+/* Checks that c is complete. Errors: FF_ERR_CONFIG. */
+FF_MUST_USE ff_status ff_site_config_check(const ff_site_config *c,
+                                           ff_error *err);
+
+/* Writes the --help text to f. */
+void ff_site_config_usage(FILE *f);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * site.h - a fedfuse site: its records, its model and its conversation
+ * with the coordinator (register, poll, download, train, upload).
+ * Not thread-safe: one ff_site per process.
+ */
+#ifndef FF_SITE_H
+#define FF_SITE_H
+
+#include "../common/ff_status.h"
+#include "config.h"
+
+typedef struct ff_site ff_site;
+
+/* Loads the manifest (logging its load report), computes its digest and
+ * prepares the models and the channel. cfg is copied; *out owned by the
+ * caller. Errors: those of ff_dataset_load, FF_ERR_NOMEM, FF_ERR_ARG. */
+FF_MUST_USE ff_status ff_site_create(ff_site **out, const ff_site_config *cfg,
+                                     ff_error *err);
+
+/* Frees s. Accepts NULL. */
+void ff_site_destroy(ff_site *s);
+
+/*
+ * Registers, then polls and trains the rounds it is asked to until the
+ * coordinator says FINISHED (returns FF_OK). A failed call is retried with
+ * backoff; a fault in one round (bad model, diverged training, refused
+ * update) is logged and the site goes on polling. Errors: FF_ERR_REJECTED
+ * (the coordinator refused this site), FF_ERR_RPC (the coordinator stayed
+ * unreachable for cfg->retry_seconds).
+ */
+FF_MUST_USE ff_status ff_site_run(ff_site *s, ff_error *err);
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * wire.h - the site's side of the protocol conversions: encodes the
+ * requests a site sends and decodes the coordinator's replies, between
+ * serialised protobuf bytes and the plain structs of proto/ff_wire.h. The
+ * only site module that sees protobuf.
+ *
+ * Decoders treat their input as untrusted: the byte length is checked
+ * against FF_WIRE_MESSAGE_MAX before parsing, and every field against its
+ * limit in ff_wire.h. Errors: FF_ERR_TOO_LARGE for an over-limit length,
+ * FF_ERR_FORMAT for bytes that do not parse or a field out of range, with a
+ * message naming the field.
+ *
+ * Encoders write out->data (malloc'd; the caller frees it). They check what
+ * the protocol requires of every sender (site id, text lengths) but leave
+ * chunk sizes to the caller, so that tests can send what a faulty site
+ * would. Errors: FF_ERR_ARG, FF_ERR_NOMEM.
+ *
+ * Thread-safe: no state.
+ */
+#ifndef FF_SITE_WIRE_H
+#define FF_SITE_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/ff_status.h"
+#include "../proto/ff_wire.h"
+
+FF_MUST_USE ff_status ff_site_wire_register_encode(const ff_wire_register *r,
+                                                   ff_wire_bytes *out,
+                                                   ff_error *err);
+FF_MUST_USE ff_status ff_site_wire_poll_encode(const ff_wire_poll *r,
+                                               ff_wire_bytes *out,
+                                               ff_error *err);
+FF_MUST_USE ff_status ff_site_wire_download_encode(const ff_wire_download *r,
+                                                   ff_wire_bytes *out,
+                                                   ff_error *err);
+
+/* Encodes an upload header; the site id is not validated here (the
+ * coordinator does), so that tests can send a bad one. */
+FF_MUST_USE ff_status ff_site_wire_update_header_encode(
+    const ff_wire_update_header *h, ff_wire_bytes *out, ff_error *err);
+
+/* Encodes an upload chunk of any length. */
+FF_MUST_USE ff_status ff_site_wire_update_chunk_encode(
+    const ff_wire_update_chunk *c, ff_wire_bytes *out, ff_error *err);
+
+FF_MUST_USE ff_status ff_site_wire_register_reply_decode(
+    const uint8_t *buf, size_t len, ff_wire_register_reply *out,
+    ff_error *err);
+
+/* Decodes a PollReply; for TRAIN the config is range-checked (epochs
+ * 1..1000, batch 1..65536, finite lr > 0, optimizer sgd|adam, lr schedule
+ * constant|cosine, momentum and dropout in [0, 1), weight decay >= 0) and
+ * round must be >= 1. */
+FF_MUST_USE ff_status ff_site_wire_poll_reply_decode(const uint8_t *buf,
+                                                     size_t len,
+                                                     ff_wire_poll_reply *out,
+                                                     ff_error *err);
+
+/* Decodes a ModelChunk: data at most FF_WIRE_CHUNK_MAX bytes, total length
+ * 1..FF_WIRE_MAX_ARTIFACT, offset + len within it, digest of 32 bytes.
+ * out->data points into storage held by out->owner until
+ * ff_site_wire_model_chunk_cleanup (which accepts a zeroed chunk). */
+FF_MUST_USE ff_status ff_site_wire_model_chunk_decode(
+    const uint8_t *buf, size_t len, ff_wire_model_chunk *out, ff_error *err);
+
+/* Frees what the decoder kept for c and zeroes it. */
+void ff_site_wire_model_chunk_cleanup(ff_wire_model_chunk *c);
+
+FF_MUST_USE ff_status ff_site_wire_upload_reply_decode(
+    const uint8_t *buf, size_t len, ff_wire_upload_reply *out,
+    ff_error *err);
+
+#endif

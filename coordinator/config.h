@@ -1,0 +1,66 @@
+/*
+ * config.h - the coordinator's configuration: defaults, then an INI file
+ * (--config FILE), then command-line flags, each overriding the one before.
+ * The database conninfo falls back to the environment variable FEDFUSE_DB
+ * when neither the file nor a flag names one.
+ *
+ * INI keys are the flag names without the leading dashes ('_' and '-' are
+ * the same), in the sections [coordinator] and [training]; see
+ * deploy/coordinator.ini. Not thread-safe (called once at start).
+ */
+#ifndef FF_COORD_CONFIG_H
+#define FF_COORD_CONFIG_H
+
+#include <stdio.h>
+
+#include "../common/ff_status.h"
+#include "../model/ff_model.h"
+#include "../proto/ff_wire.h"
+
+/* Most sites a coordinator knows. */
+#define FF_COORD_MAX_SITES 64
+/* Most bytes of a path, address or conninfo option. */
+#define FF_COORD_STR_MAX 1024
+
+typedef struct ff_coord_config {
+    char listen[FF_COORD_STR_MAX];      /* host:port; port 0 picks one */
+    char port_file[FF_COORD_STR_MAX];   /* "" or where to write the port */
+    char db[FF_COORD_STR_MAX];          /* libpq conninfo */
+    char model[FF_WIRE_ID_MAX + 1];     /* model name in the registry */
+    char test_manifest[FF_COORD_STR_MAX];
+    char sites[FF_COORD_MAX_SITES][FF_WIRE_ID_MAX + 1];
+    int n_sites;
+    int rounds;             /* the federation ends after round `rounds` */
+    int min_sites;          /* fewest updates that make a round */
+    double wait_sites;      /* seconds to wait for sites before a round */
+    double deadline;        /* seconds a round waits for updates */
+    double finish_grace;    /* seconds to wait for sites to hear FINISHED */
+    int threads;            /* OpenBLAS threads */
+    unsigned poll_interval_ms;
+    ff_train_config train;  /* sent to the sites every round */
+    uint64_t init_seed;     /* seed of the initial model (= train.seed) */
+} ff_coord_config;
+
+/* Fills c with the defaults. */
+void ff_coord_config_default(ff_coord_config *c);
+
+/*
+ * Parses argv (argv[0] is the program): --config FILE is read first,
+ * wherever it appears, then every other flag in order. Sets *help when
+ * --help was given (and then checks nothing else). Errors: FF_ERR_CONFIG
+ * (unknown option, missing or bad value, unreadable or bad INI file; the
+ * message names the option or file:line), FF_ERR_IO.
+ */
+FF_MUST_USE ff_status ff_coord_config_parse(ff_coord_config *c, int argc,
+                                            char **argv, int *help,
+                                            ff_error *err);
+
+/* Checks that c is complete and consistent (database, test manifest, at
+ * least one site, 1 <= min_sites <= sites, ...). Errors: FF_ERR_CONFIG. */
+FF_MUST_USE ff_status ff_coord_config_check(const ff_coord_config *c,
+                                            ff_error *err);
+
+/* Writes the --help text to f. */
+void ff_coord_config_usage(FILE *f);
+
+#endif

@@ -1,0 +1,759 @@
+/*
+ * server.c - gRPC C core server of the coordinator.
+ *
+ * Each call is a heap context that is also its completion-queue tag. Only
+ * one batch per call is outstanding at any time, so a context is touched
+ * by one worker thread at a time and needs no lock. Steps:
+ *   REQUESTED  -> (method known) send initial metadata + receive message
+ *   RECEIVING  -> unary: handle, reply; download: start sending chunks;
+ *                 upload: handle the message, receive the next one
+ *   SENDING    -> one ModelChunk per batch until the artifact is sent
+ *   FINISHING  -> the status went out; free the context
+ */
+#include "server.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/ff_log.h"
+#include "wire.h"
+
+/* Calls requested ahead, and worker threads. */
+#define FF_SERVER_PENDING 8
+#define FF_SERVER_WORKERS 2
+
+typedef enum call_step {
+    STEP_REQUESTED = 0,
+    STEP_RECEIVING,
+    STEP_SENDING,
+    STEP_FINISHING
+} call_step;
+
+typedef enum call_method {
+    METHOD_UNKNOWN = 0,
+    METHOD_REGISTER,
+    METHOD_POLL,
+    METHOD_DOWNLOAD,
+    METHOD_UPLOAD
+} call_method;
+
+struct ff_server {
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    ff_federation *fed;
+    pthread_t workers[FF_SERVER_WORKERS];
+    int n_workers;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int shutting_down;
+    int shutdown_done;
+    int live_calls;
+    int started;                /* grpc_server_start was called */
+    int finished;               /* ff_server_shutdown ran */
+    int cq_down;                /* the queue was shut down and drained */
+    char shutdown_tag;          /* its address is the shutdown tag */
+};
+
+typedef struct call {
+    ff_server *srv;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    call_step step;
+    call_method method;
+    grpc_byte_buffer *recv;
+    grpc_byte_buffer *send;
+    grpc_slice status_details;
+    int has_status_details;
+    int cancelled;
+    /* DownloadModel */
+    ff_model_blob *blob;
+    size_t offset;
+    size_t sending;
+    /* UploadUpdate */
+    ff_upload *upload;
+} call;
+
+/* ---- calls: allocation and batches ---- */
+
+/* Asks gRPC for the next incoming call. */
+static void call_request(ff_server *s)
+{
+    call *c = calloc(1, sizeof *c);
+
+    if (c == NULL) {
+        FF_ERROR("out of memory for a call context");
+        return;
+    }
+    c->srv = s;
+    grpc_call_details_init(&c->details);
+    grpc_metadata_array_init(&c->md);
+    pthread_mutex_lock(&s->lock);
+    s->live_calls++;
+    pthread_mutex_unlock(&s->lock);
+    if (grpc_server_request_call(s->server, &c->call, &c->details, &c->md,
+                                 s->cq, s->cq, c) != GRPC_CALL_OK) {
+        FF_ERROR("grpc_server_request_call failed");
+        pthread_mutex_lock(&s->lock);
+        s->live_calls--;
+        pthread_mutex_unlock(&s->lock);
+        grpc_call_details_destroy(&c->details);
+        grpc_metadata_array_destroy(&c->md);
+        free(c);
+    }
+}
+
+/* Releases everything a call holds. */
+static void call_free(call *c)
+{
+    ff_server *s = c->srv;
+
+    if (c->upload != NULL)
+        ff_federation_upload_abandon(s->fed, c->upload, NULL);
+    ff_federation_blob_release(s->fed, c->blob);
+    if (c->recv != NULL)
+        grpc_byte_buffer_destroy(c->recv);
+    if (c->send != NULL)
+        grpc_byte_buffer_destroy(c->send);
+    if (c->has_status_details)
+        grpc_slice_unref(c->status_details);
+    grpc_call_details_destroy(&c->details);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->call != NULL)
+        grpc_call_unref(c->call);
+    free(c);
+    pthread_mutex_lock(&s->lock);
+    s->live_calls--;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Starts a batch; when gRPC refuses it, the tag never comes back, so the
+ * call is freed here. */
+static void call_batch(call *c, const grpc_op *ops, size_t n)
+{
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
+
+    if (e != GRPC_CALL_OK) {
+        FF_ERROR("grpc_call_start_batch failed (%d)", (int)e);
+        call_free(c);
+    }
+}
+
+/* Receives the next message (with the initial metadata the first time). */
+static void call_receive(call *c, int first)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+
+    memset(ops, 0, sizeof ops);
+    if (first)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &c->recv;
+    c->step = STEP_RECEIVING;
+    call_batch(c, ops, n);
+}
+
+/* Ends the call: an optional reply (taken over), then the status. */
+static void call_finish(call *c, grpc_byte_buffer *reply,
+                        grpc_status_code code, const char *details,
+                        int send_metadata)
+{
+    grpc_op ops[4];
+    size_t n = 0;
+
+    memset(ops, 0, sizeof ops);
+    if (send_metadata)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (reply != NULL) {
+        c->send = reply;
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = reply;
+    }
+    c->status_details = grpc_slice_from_copied_string(details);
+    c->has_status_details = 1;
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n++].data.send_status_from_server.status_details =
+        &c->status_details;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    c->step = STEP_FINISHING;
+    call_batch(c, ops, n);
+}
+
+/* The gRPC status for a handler's error. */
+static grpc_status_code status_code(ff_status st)
+{
+    switch (st) {
+    case FF_ERR_REJECTED:
+        return GRPC_STATUS_PERMISSION_DENIED;
+    case FF_ERR_STATE:
+        return GRPC_STATUS_FAILED_PRECONDITION;
+    case FF_ERR_DB:
+        return GRPC_STATUS_UNAVAILABLE;
+    case FF_ERR_FORMAT:
+    case FF_ERR_TOO_LARGE:
+    case FF_ERR_ARG:
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    case FF_ERR_NOMEM:
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    default:
+        return GRPC_STATUS_INTERNAL;
+    }
+}
+
+/* Ends the call with an error status and its reason. */
+static void call_fail(call *c, ff_status st, const ff_error *err)
+{
+    call_finish(c, NULL, status_code(st), ff_error_text(err), 0);
+}
+
+/* ---- byte buffers ---- */
+
+/* Wraps encoded bytes in a byte buffer (taking ownership of them). */
+static grpc_byte_buffer *bytes_to_buffer(ff_wire_bytes *b)
+{
+    grpc_slice s = grpc_slice_new(b->data, b->len, free);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+
+    grpc_slice_unref(s);
+    b->data = NULL;
+    return bb;
+}
+
+/* Joins a received buffer into one slice, refusing one over the limit
+ * before copying. The caller unrefs *out. */
+static ff_status buffer_read(grpc_byte_buffer *bb, grpc_slice *out,
+                             ff_error *err)
+{
+    grpc_byte_buffer_reader r;
+    size_t len = grpc_byte_buffer_length(bb);
+
+    if (len > FF_WIRE_MESSAGE_MAX)
+        return ff_error_set(err, FF_ERR_TOO_LARGE,
+                            "message of %zu bytes exceeds %u", len,
+                            (unsigned)FF_WIRE_MESSAGE_MAX);
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return ff_error_set(err, FF_ERR_FORMAT, "unreadable message");
+    *out = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    return FF_OK;
+}
+
+/* ---- unary methods: Register, Poll ---- */
+
+static ff_status handle_register(call *c, const grpc_slice *in,
+                                 ff_wire_bytes *out, ff_error *err)
+{
+    ff_wire_register req;
+    ff_wire_register_reply rep;
+    ff_status st;
+
+    st = ff_coord_wire_register_decode(GRPC_SLICE_START_PTR(*in),
+                                       GRPC_SLICE_LENGTH(*in), &req, err);
+    if (st != FF_OK) {
+        FF_WARN("refused a malformed Register request: %s",
+                ff_error_text(err));
+        return st;
+    }
+    st = ff_federation_register(c->srv->fed, &req, &rep, err);
+    if (st == FF_OK)
+        st = ff_coord_wire_register_reply_encode(&rep, out, err);
+    return st;
+}
+
+static ff_status handle_poll(call *c, const grpc_slice *in,
+                             ff_wire_bytes *out, ff_error *err)
+{
+    ff_wire_poll req;
+    ff_wire_poll_reply rep;
+    ff_status st;
+
+    st = ff_coord_wire_poll_decode(GRPC_SLICE_START_PTR(*in),
+                                   GRPC_SLICE_LENGTH(*in), &req, err);
+    if (st == FF_OK)
+        st = ff_federation_poll(c->srv->fed, &req, &rep, err);
+    if (st == FF_OK)
+        return ff_coord_wire_poll_reply_encode(&rep, out, err);
+    if (st == FF_ERR_STATE)
+        FF_INFO("poll refused: %s", ff_error_text(err));
+    else
+        FF_WARN("poll refused: %s", ff_error_text(err));
+    return st;
+}
+
+/* A unary request arrived: handle it and reply. */
+static void unary_received(call *c)
+{
+    ff_wire_bytes out = {NULL, 0};
+    ff_error err = {0};
+    grpc_slice in;
+    ff_status st = buffer_read(c->recv, &in, &err);
+
+    if (st == FF_OK) {
+        st = c->method == METHOD_REGISTER ? handle_register(c, &in, &out,
+                                                            &err)
+                                          : handle_poll(c, &in, &out, &err);
+        grpc_slice_unref(in);
+    }
+    if (st != FF_OK) {
+        free(out.data);
+        call_fail(c, st, &err);
+        return;
+    }
+    call_finish(c, bytes_to_buffer(&out), GRPC_STATUS_OK, "", 0);
+}
+
+/* ---- DownloadModel: server streaming ---- */
+
+/* Sends the chunk at c->offset, or the final status after the last. */
+static void download_next(call *c)
+{
+    ff_wire_model_chunk ch;
+    ff_wire_bytes out = {NULL, 0};
+    ff_error err = {0};
+    grpc_op op;
+    size_t left = c->blob->len - c->offset;
+
+    if (left == 0) {
+        call_finish(c, NULL, GRPC_STATUS_OK, "", 0);
+        return;
+    }
+    memset(&ch, 0, sizeof ch);
+    ch.offset = c->offset;
+    ch.total_length = c->blob->len;
+    memcpy(ch.digest, c->blob->digest, sizeof ch.digest);
+    ch.model_version = c->blob->version;
+    ch.data = c->blob->data + c->offset;
+    ch.len = left < FF_WIRE_CHUNK_MAX ? left : FF_WIRE_CHUNK_MAX;
+    if (ff_coord_wire_model_chunk_encode(&ch, &out, &err) != FF_OK) {
+        call_fail(c, FF_ERR_INTERNAL, &err);
+        return;
+    }
+
+    /* One send outstanding at a time. */
+    if (c->send != NULL)
+        grpc_byte_buffer_destroy(c->send);
+    c->send = bytes_to_buffer(&out);
+    c->sending = ch.len;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = c->send;
+    c->step = STEP_SENDING;
+    call_batch(c, &op, 1);
+}
+
+/* The download request arrived: check it and start streaming. */
+static void download_received(call *c)
+{
+    ff_wire_download req;
+    ff_error err = {0};
+    grpc_slice in;
+    ff_status st = buffer_read(c->recv, &in, &err);
+
+    if (st == FF_OK) {
+        st = ff_coord_wire_download_decode(GRPC_SLICE_START_PTR(in),
+                                           GRPC_SLICE_LENGTH(in), &req,
+                                           &err);
+        grpc_slice_unref(in);
+    }
+    if (st == FF_OK)
+        st = ff_federation_download(c->srv->fed, &req, &c->blob, &err);
+    if (st != FF_OK) {
+        FF_WARN("download refused: %s", ff_error_text(&err));
+        call_fail(c, st, &err);
+        return;
+    }
+    c->offset = 0;
+    download_next(c);
+}
+
+/* ---- UploadUpdate: client streaming ---- */
+
+/* Ends an upload with the coordinator's verdict. */
+static void upload_reply(call *c, int accepted, const char *reason)
+{
+    ff_wire_upload_reply rep;
+    ff_wire_bytes out = {NULL, 0};
+    ff_error err = {0};
+
+    memset(&rep, 0, sizeof rep);
+    rep.accepted = accepted;
+    snprintf(rep.reason, sizeof rep.reason, "%s", reason);
+    if (ff_coord_wire_upload_reply_encode(&rep, &out, &err) != FF_OK) {
+        call_fail(c, FF_ERR_INTERNAL, &err);
+        return;
+    }
+    call_finish(c, bytes_to_buffer(&out), GRPC_STATUS_OK, "", 0);
+}
+
+/* Handles one decoded upload message; returns 1 to read on, 0 when the
+ * call was answered. */
+static int upload_message(call *c, const ff_wire_update_msg *m,
+                          ff_error *err)
+{
+    ff_federation *fed = c->srv->fed;
+    ff_status st;
+
+    if (m->kind == FF_WIRE_UPDATE_HEADER && c->upload == NULL) {
+        st = ff_federation_upload_begin(fed, &m->header, &c->upload, err);
+    } else if (m->kind == FF_WIRE_UPDATE_HEADER) {
+        ff_federation_upload_abandon(fed, c->upload,
+                                     "a second header in one upload");
+        c->upload = NULL;
+        ff_error_set(err, FF_ERR_REJECTED, "a second header in one upload");
+        st = FF_ERR_REJECTED;
+    } else if (c->upload == NULL) {
+        ff_federation_upload_refuse(fed, NULL, 0,
+                                    "data chunk before the header");
+        ff_error_set(err, FF_ERR_REJECTED, "data chunk before the header");
+        st = FF_ERR_REJECTED;
+    } else {
+        st = ff_federation_upload_chunk(fed, c->upload, &m->chunk, err);
+        if (st != FF_OK)
+            c->upload = NULL;   /* freed by the federation */
+    }
+    if (st == FF_OK)
+        return 1;
+    upload_reply(c, 0, ff_error_text(err));
+    return 0;
+}
+
+/* A message of the upload stream arrived (or the stream ended). */
+static void upload_received(call *c)
+{
+    ff_wire_update_msg m;
+    ff_error err = {0};
+    grpc_slice in;
+    ff_status st;
+
+    /* End of stream: judge the whole update. */
+    if (c->recv == NULL) {
+        if (c->upload == NULL) {
+            ff_federation_upload_refuse(c->srv->fed, NULL, 0,
+                                        "upload without a header");
+            upload_reply(c, 0, "upload without a header");
+            return;
+        }
+        st = ff_federation_upload_finish(c->srv->fed, c->upload, &err);
+        c->upload = NULL;
+        upload_reply(c, st == FF_OK, st == FF_OK ? "" : ff_error_text(&err));
+        return;
+    }
+
+    /* One message: decode, hand over, read on. */
+    st = buffer_read(c->recv, &in, &err);
+    grpc_byte_buffer_destroy(c->recv);
+    c->recv = NULL;
+    if (st == FF_OK) {
+        st = ff_coord_wire_update_decode(GRPC_SLICE_START_PTR(in),
+                                         GRPC_SLICE_LENGTH(in), &m, &err);
+        grpc_slice_unref(in);
+    }
+    if (st != FF_OK) {
+        if (c->upload != NULL)
+            ff_federation_upload_abandon(c->srv->fed, c->upload,
+                                         ff_error_text(&err));
+        else
+            ff_federation_upload_refuse(c->srv->fed, NULL, 0,
+                                        ff_error_text(&err));
+        c->upload = NULL;
+        upload_reply(c, 0, ff_error_text(&err));
+        return;
+    }
+    if (upload_message(c, &m, &err))
+        call_receive(c, 0);
+    ff_coord_wire_update_msg_cleanup(&m);
+}
+
+/* ---- dispatch ---- */
+
+/* Names the method of a new call. */
+static call_method method_of(const grpc_call_details *d)
+{
+    if (grpc_slice_str_cmp(d->method, FF_WIRE_METHOD_REGISTER) == 0)
+        return METHOD_REGISTER;
+    if (grpc_slice_str_cmp(d->method, FF_WIRE_METHOD_POLL) == 0)
+        return METHOD_POLL;
+    if (grpc_slice_str_cmp(d->method, FF_WIRE_METHOD_DOWNLOAD) == 0)
+        return METHOD_DOWNLOAD;
+    if (grpc_slice_str_cmp(d->method, FF_WIRE_METHOD_UPLOAD) == 0)
+        return METHOD_UPLOAD;
+    return METHOD_UNKNOWN;
+}
+
+/* A new call arrived: keep the pending requests topped up, then start. */
+static void call_started(call *c)
+{
+    ff_server *s = c->srv;
+    int again;
+
+    pthread_mutex_lock(&s->lock);
+    again = !s->shutting_down;
+    pthread_mutex_unlock(&s->lock);
+    if (again)
+        call_request(s);
+    c->method = method_of(&c->details);
+    if (c->method == METHOD_UNKNOWN) {
+        char *name = grpc_slice_to_c_string(c->details.method);
+        FF_WARN("unknown method %s: UNIMPLEMENTED", name);
+        gpr_free(name);
+        call_finish(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method",
+                    1);
+        return;
+    }
+    call_receive(c, 1);
+}
+
+/* A receive completed. */
+static void call_received(call *c, int success)
+{
+    if (c->method == METHOD_UPLOAD) {
+        if (!success) {
+            /* The stream broke (client gone, message over the limit). */
+            ff_federation_upload_abandon(c->srv->fed, c->upload, NULL);
+            c->upload = NULL;
+            call_finish(c, NULL, GRPC_STATUS_CANCELLED, "stream broken", 0);
+            return;
+        }
+        upload_received(c);
+        return;
+    }
+    if (!success || c->recv == NULL) {
+        call_finish(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
+                    "no request message", 0);
+        return;
+    }
+    if (c->method == METHOD_DOWNLOAD)
+        download_received(c);
+    else
+        unary_received(c);
+}
+
+/* Advances a call by one completed batch. */
+static void call_step_run(call *c, int success)
+{
+    switch (c->step) {
+    case STEP_REQUESTED:
+        if (!success) {             /* the server is shutting down */
+            c->call = NULL;
+            call_free(c);
+            return;
+        }
+        call_started(c);
+        return;
+    case STEP_RECEIVING:
+        call_received(c, success);
+        return;
+    case STEP_SENDING:
+        if (!success) {
+            call_finish(c, NULL, GRPC_STATUS_CANCELLED, "send failed", 0);
+            return;
+        }
+        c->offset += c->sending;
+        download_next(c);
+        return;
+    case STEP_FINISHING:
+        call_free(c);
+        return;
+    }
+}
+
+/* ---- workers and life cycle ---- */
+
+static void *worker_main(void *arg)
+{
+    ff_server *s = arg;
+
+    ff_log_set_context("rpc");
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(
+            s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        if (ev.tag == &s->shutdown_tag) {
+            pthread_mutex_lock(&s->lock);
+            s->shutdown_done = 1;
+            pthread_cond_broadcast(&s->cond);
+            pthread_mutex_unlock(&s->lock);
+            continue;
+        }
+        call_step_run(ev.tag, ev.success);
+    }
+    return NULL;
+}
+
+ff_status ff_server_create(ff_server **out, const char *listen, int *port,
+                           ff_error *err)
+{
+    grpc_arg args[2];
+    grpc_channel_args ca = {2, args};
+    grpc_server_credentials *creds;
+    pthread_condattr_t cattr;
+    ff_server *s;
+
+    *out = NULL;
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &cattr);
+    pthread_condattr_destroy(&cattr);
+
+    /* Receive limits a little above one chunk. */
+    memset(args, 0, sizeof args);
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = (int)FF_WIRE_MESSAGE_MAX;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[1].value.integer = (int)FF_WIRE_MESSAGE_MAX;
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    s->server = grpc_server_create(&ca, NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+
+    /* Plaintext for now: see docs/KNOWN_LIMITATIONS.md. */
+    creds = grpc_insecure_server_credentials_create();
+    *port = grpc_server_add_http2_port(s->server, listen, creds);
+    grpc_server_credentials_release(creds);
+    if (*port == 0) {
+        ff_server_destroy(s);
+        return ff_error_set(err, FF_ERR_IO, "cannot listen on %s", listen);
+    }
+    *out = s;
+    return FF_OK;
+}
+
+ff_status ff_server_start(ff_server *s, ff_federation *fed, ff_error *err)
+{
+    int i;
+
+    s->fed = fed;
+    grpc_server_start(s->server);
+    s->started = 1;
+    for (i = 0; i < FF_SERVER_PENDING; i++)
+        call_request(s);
+    for (i = 0; i < FF_SERVER_WORKERS; i++) {
+        if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0)
+            return ff_error_set(err, FF_ERR_INTERNAL,
+                                "cannot start server thread %d", i);
+        s->n_workers++;
+    }
+    return FF_OK;
+}
+
+/* Waits on s->cond until *flag is set, or until `limit` seconds pass when
+ * limit >= 0. Returns *flag. Lock held. */
+static int wait_flag(ff_server *s, const int *flag, int want_zero,
+                     double limit)
+{
+    struct timespec now, until;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    until = now;
+    until.tv_sec += (time_t)limit;
+    until.tv_nsec += (long)((limit - (double)(time_t)limit) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (want_zero ? *flag != 0 : *flag == 0) {
+        if (limit < 0)
+            pthread_cond_wait(&s->cond, &s->lock);
+        else if (pthread_cond_timedwait(&s->cond, &s->lock, &until) != 0)
+            break;
+    }
+    return want_zero ? *flag == 0 : *flag != 0;
+}
+
+void ff_server_shutdown(ff_server *s, double grace)
+{
+    int i, done;
+
+    if (s == NULL || s->finished || !s->started)
+        return;
+    s->finished = 1;
+
+    /* Stop listening; let calls in flight end, then cancel the rest. */
+    pthread_mutex_lock(&s->lock);
+    s->shutting_down = 1;
+    pthread_mutex_unlock(&s->lock);
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    pthread_mutex_lock(&s->lock);
+    done = s->n_workers == 0 || wait_flag(s, &s->shutdown_done, 0, grace);
+    pthread_mutex_unlock(&s->lock);
+    if (!done) {
+        FF_WARN("shutdown not complete after %.1f s (calls running or a "
+                "peer not closing its connection): cancelling calls",
+                grace);
+        grpc_server_cancel_all_calls(s->server);
+    }
+
+    /* Every call context must be gone before the queue goes. */
+    pthread_mutex_lock(&s->lock);
+    if (s->n_workers > 0) {
+        wait_flag(s, &s->shutdown_done, 0, -1.0);
+        wait_flag(s, &s->live_calls, 1, -1.0);
+    }
+    pthread_mutex_unlock(&s->lock);
+    grpc_completion_queue_shutdown(s->cq);
+    for (i = 0; i < s->n_workers; i++)
+        pthread_join(s->workers[i], NULL);
+    s->cq_down = s->n_workers > 0;
+    s->n_workers = 0;
+}
+
+/* A server that bound its port but never started must still be shut
+ * down (gRPC asserts so); its queue has no worker, so drain it here. */
+static void shutdown_unstarted(ff_server *s)
+{
+    grpc_event ev;
+
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    do {
+        ev = grpc_completion_queue_next(
+            s->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                gpr_time_from_seconds(5, GPR_TIMESPAN)),
+            NULL);
+    } while (ev.type == GRPC_OP_COMPLETE && ev.tag != &s->shutdown_tag);
+}
+
+void ff_server_destroy(ff_server *s)
+{
+    if (s == NULL)
+        return;
+    if (!s->started && s->server != NULL)
+        shutdown_unstarted(s);
+    ff_server_shutdown(s, 2.0);
+    if (s->server != NULL)
+        grpc_server_destroy(s->server);
+    if (s->cq != NULL && !s->cq_down) {
+        /* No worker drained the queue: do it here. */
+        grpc_completion_queue_shutdown(s->cq);
+        while (grpc_completion_queue_next(s->cq,
+                                          gpr_inf_future(GPR_CLOCK_REALTIME),
+                                          NULL)
+                   .type != GRPC_QUEUE_SHUTDOWN) {
+        }
+    }
+    if (s->cq != NULL)
+        grpc_completion_queue_destroy(s->cq);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}

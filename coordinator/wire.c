@@ -1,0 +1,400 @@
+/*
+ * wire.c - protobuf <-> plain struct conversions, coordinator side.
+ * The only coordinator file that includes the generated protobuf header.
+ */
+#include "wire.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedfuse.pb-c.h"
+
+#include "../model/ff_input.h"
+
+/* ---- shared helpers ---- */
+
+/* Refuses a serialised message longer than the protocol allows. */
+static ff_status check_message_len(size_t len, const char *what,
+                                   ff_error *err)
+{
+    if (len > FF_WIRE_MESSAGE_MAX)
+        return ff_error_set(err, FF_ERR_TOO_LARGE,
+                            "%s of %zu bytes exceeds the %u-byte limit",
+                            what, len, (unsigned)FF_WIRE_MESSAGE_MAX);
+    return FF_OK;
+}
+
+/* Returns 1 when s holds no control characters (bytes below 0x20, 0x7f). */
+static int text_printable(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* Copies a free-text field of at most cap-1 bytes; NULL reads as "". */
+static ff_status copy_text(char *dst, size_t cap, const char *src,
+                           const char *field, ff_error *err)
+{
+    size_t n;
+
+    if (src == NULL)
+        src = "";
+    n = strlen(src);
+    if (n >= cap)
+        return ff_error_set(err, FF_ERR_TOO_LARGE,
+                            "%s has %zu bytes, more than %zu", field, n,
+                            cap - 1);
+    if (!text_printable(src))
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "%s holds control characters", field);
+    memcpy(dst, src, n + 1);
+    return FF_OK;
+}
+
+/* Copies and validates a site id. */
+static ff_status copy_site_id(char dst[FF_WIRE_ID_MAX + 1], const char *src,
+                              ff_error *err)
+{
+    if (src == NULL || strlen(src) > FF_WIRE_ID_MAX)
+        return ff_error_set(err, FF_ERR_TOO_LARGE,
+                            "site_id is longer than %d bytes",
+                            FF_WIRE_ID_MAX);
+    if (!ff_wire_id_valid(src))
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "site_id must be 1-%d characters of "
+                            "[A-Za-z0-9._-]", FF_WIRE_ID_MAX);
+    memcpy(dst, src, strlen(src) + 1);
+    return FF_OK;
+}
+
+/* Checks a hex digest of exactly FF_WIRE_DIGEST_HEX lowercase digits. */
+static ff_status copy_hex_digest(char dst[FF_WIRE_DIGEST_HEX + 1],
+                                 const char *src, ff_error *err)
+{
+    size_t i;
+
+    if (src == NULL || strlen(src) != FF_WIRE_DIGEST_HEX)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "manifest_digest must be %d hex digits",
+                            FF_WIRE_DIGEST_HEX);
+    for (i = 0; i < FF_WIRE_DIGEST_HEX; i++) {
+        char c = src[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return ff_error_set(err, FF_ERR_FORMAT,
+                                "manifest_digest is not lowercase hex");
+    }
+    memcpy(dst, src, FF_WIRE_DIGEST_HEX + 1);
+    return FF_OK;
+}
+
+/* Serialises m into a malloc'd buffer. */
+static ff_status pack_message(const ProtobufCMessage *m, ff_wire_bytes *out,
+                              ff_error *err)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+
+    out->data = malloc(n > 0 ? n : 1);
+    out->len = 0;
+    if (out->data == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory packing %zu "
+                            "bytes", n);
+    out->len = protobuf_c_message_pack(m, out->data);
+    return FF_OK;
+}
+
+/* ---- requests ---- */
+
+/* Turns modality names into bits; an unknown name is an error. */
+static ff_status modalities_decode(char **names, size_t n, uint32_t *bits,
+                                   ff_error *err)
+{
+    size_t i;
+
+    if (n > FF_WIRE_MAX_MODALITIES)
+        return ff_error_set(err, FF_ERR_TOO_LARGE,
+                            "%zu modalities listed, at most %d", n,
+                            FF_WIRE_MAX_MODALITIES);
+    *bits = 0;
+    for (i = 0; i < n; i++) {
+        int m;
+        if (names[i] == NULL || strlen(names[i]) > FF_WIRE_MODALITY_MAX)
+            return ff_error_set(err, FF_ERR_FORMAT,
+                                "modality name %zu is too long", i);
+        m = ff_modality_parse(names[i]);
+        if (m < 0)
+            return ff_error_set(err, FF_ERR_FORMAT, "unknown modality '%s'",
+                                names[i]);
+        *bits |= 1u << m;
+    }
+    return FF_OK;
+}
+
+ff_status ff_coord_wire_register_decode(const uint8_t *buf, size_t len,
+                                        ff_wire_register *out, ff_error *err)
+{
+    Fedfuse__RegisterRequest *m;
+    ff_status st;
+
+    memset(out, 0, sizeof *out);
+    st = check_message_len(len, "RegisterRequest", err);
+    if (st != FF_OK)
+        return st;
+    m = fedfuse__register_request__unpack(NULL, len, buf);
+    if (m == NULL)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "RegisterRequest does not parse");
+
+    /* Each field in turn; the first bad one names the error. */
+    st = copy_site_id(out->site_id, m->site_id, err);
+    if (st == FF_OK)
+        st = copy_text(out->code_version, sizeof out->code_version,
+                       m->code_version, "code_version", err);
+    if (st == FF_OK)
+        st = modalities_decode(m->modalities, m->n_modalities,
+                               &out->modalities, err);
+    if (st == FF_OK)
+        st = copy_hex_digest(out->manifest_digest, m->manifest_digest, err);
+    out->example_count = m->example_count;
+    fedfuse__register_request__free_unpacked(m, NULL);
+    return st;
+}
+
+ff_status ff_coord_wire_poll_decode(const uint8_t *buf, size_t len,
+                                    ff_wire_poll *out, ff_error *err)
+{
+    Fedfuse__PollRequest *m;
+    ff_status st;
+
+    memset(out, 0, sizeof *out);
+    st = check_message_len(len, "PollRequest", err);
+    if (st != FF_OK)
+        return st;
+    m = fedfuse__poll_request__unpack(NULL, len, buf);
+    if (m == NULL)
+        return ff_error_set(err, FF_ERR_FORMAT, "PollRequest does not parse");
+    st = copy_site_id(out->site_id, m->site_id, err);
+    fedfuse__poll_request__free_unpacked(m, NULL);
+    return st;
+}
+
+ff_status ff_coord_wire_download_decode(const uint8_t *buf, size_t len,
+                                        ff_wire_download *out, ff_error *err)
+{
+    Fedfuse__DownloadRequest *m;
+    ff_status st;
+
+    memset(out, 0, sizeof *out);
+    st = check_message_len(len, "DownloadRequest", err);
+    if (st != FF_OK)
+        return st;
+    m = fedfuse__download_request__unpack(NULL, len, buf);
+    if (m == NULL)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "DownloadRequest does not parse");
+    st = copy_site_id(out->site_id, m->site_id, err);
+    out->round = m->round;
+    if (st == FF_OK && m->round < 1)
+        st = ff_error_set(err, FF_ERR_FORMAT, "round %d is not >= 1",
+                          (int)m->round);
+    fedfuse__download_request__free_unpacked(m, NULL);
+    return st;
+}
+
+/* Validates and copies an update header. */
+static ff_status header_decode(const Fedfuse__UpdateHeader *h,
+                               ff_wire_update_header *out, ff_error *err)
+{
+    ff_status st = copy_site_id(out->site_id, h->site_id, err);
+
+    if (st != FF_OK)
+        return st;
+    if (h->round < 1)
+        return ff_error_set(err, FF_ERR_FORMAT, "round %d is not >= 1",
+                            (int)h->round);
+    if (h->parameter_count == 0 || h->parameter_count > FF_WIRE_MAX_PARAMS)
+        return ff_error_set(err, FF_ERR_TOO_LARGE,
+                            "parameter_count %llu is outside 1..%u",
+                            (unsigned long long)h->parameter_count,
+                            (unsigned)FF_WIRE_MAX_PARAMS);
+    if (h->n_group_examples == 0 || h->n_group_examples > FF_WIRE_MAX_GROUPS)
+        return ff_error_set(err, FF_ERR_TOO_LARGE,
+                            "%zu group counts, expected 1..%d",
+                            h->n_group_examples, FF_WIRE_MAX_GROUPS);
+    if (!isfinite(h->train_loss) || !isfinite(h->train_accuracy))
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "train loss or accuracy is not finite");
+    out->round = h->round;
+    out->param_count = h->parameter_count;
+    out->n_groups = (uint32_t)h->n_group_examples;
+    memcpy(out->group_examples, h->group_examples,
+           h->n_group_examples * sizeof *h->group_examples);
+    out->train_loss = h->train_loss;
+    out->train_accuracy = h->train_accuracy;
+    return FF_OK;
+}
+
+/* Validates a chunk; on success out->owner takes the message. */
+static ff_status chunk_decode(Fedfuse__UpdateMessage *m,
+                              ff_wire_update_chunk *out, ff_error *err)
+{
+    const Fedfuse__UpdateChunk *c = m->chunk;
+
+    if (c->data.len > FF_WIRE_CHUNK_MAX)
+        return ff_error_set(err, FF_ERR_TOO_LARGE,
+                            "oversized chunk: %zu bytes, at most %u",
+                            c->data.len, (unsigned)FF_WIRE_CHUNK_MAX);
+    if (c->data.len == 0 || c->data.len % 4 != 0 || c->offset % 4 != 0)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "chunk of %zu bytes at offset %llu is not "
+                            "whole float32 values", c->data.len,
+                            (unsigned long long)c->offset);
+    out->offset = c->offset;
+    out->data = c->data.data;
+    out->len = c->data.len;
+    out->owner = m;
+    return FF_OK;
+}
+
+ff_status ff_coord_wire_update_decode(const uint8_t *buf, size_t len,
+                                      ff_wire_update_msg *out, ff_error *err)
+{
+    Fedfuse__UpdateMessage *m;
+    ff_status st;
+
+    memset(out, 0, sizeof *out);
+    st = check_message_len(len, "UpdateMessage", err);
+    if (st != FF_OK)
+        return st;
+    m = fedfuse__update_message__unpack(NULL, len, buf);
+    if (m == NULL)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "UpdateMessage does not parse");
+
+    /* A header is copied out; a chunk keeps its message alive. */
+    if (m->kind_case == FEDFUSE__UPDATE_MESSAGE__KIND_HEADER) {
+        out->kind = FF_WIRE_UPDATE_HEADER;
+        st = header_decode(m->header, &out->header, err);
+    } else if (m->kind_case == FEDFUSE__UPDATE_MESSAGE__KIND_CHUNK) {
+        out->kind = FF_WIRE_UPDATE_CHUNK;
+        st = chunk_decode(m, &out->chunk, err);
+        if (st == FF_OK)
+            return FF_OK;
+    } else {
+        st = ff_error_set(err, FF_ERR_FORMAT,
+                          "UpdateMessage holds neither header nor chunk");
+    }
+    fedfuse__update_message__free_unpacked(m, NULL);
+    return st;
+}
+
+void ff_coord_wire_update_msg_cleanup(ff_wire_update_msg *msg)
+{
+    if (msg == NULL)
+        return;
+    if (msg->chunk.owner != NULL)
+        fedfuse__update_message__free_unpacked(msg->chunk.owner, NULL);
+    memset(msg, 0, sizeof *msg);
+}
+
+/* ---- replies ---- */
+
+/* Checks that a reply string fits the protocol's text limit. */
+static ff_status check_text(const char *s, const char *field, ff_error *err)
+{
+    if (strlen(s) > FF_WIRE_TEXT_MAX)
+        return ff_error_set(err, FF_ERR_ARG, "%s is longer than %d bytes",
+                            field, FF_WIRE_TEXT_MAX);
+    return FF_OK;
+}
+
+ff_status ff_coord_wire_register_reply_encode(const ff_wire_register_reply *r,
+                                              ff_wire_bytes *out,
+                                              ff_error *err)
+{
+    Fedfuse__RegisterReply m = FEDFUSE__REGISTER_REPLY__INIT;
+    ff_status st = check_text(r->reason, "reason", err);
+
+    if (st != FF_OK)
+        return st;
+    m.accepted = r->accepted != 0;
+    m.reason = (char *)r->reason;
+    m.poll_interval_ms = r->poll_interval_ms;
+    return pack_message(&m.base, out, err);
+}
+
+ff_status ff_coord_wire_poll_reply_encode(const ff_wire_poll_reply *r,
+                                          ff_wire_bytes *out, ff_error *err)
+{
+    Fedfuse__PollReply m = FEDFUSE__POLL_REPLY__INIT;
+    Fedfuse__TrainConfig c = FEDFUSE__TRAIN_CONFIG__INIT;
+    const ff_wire_train_config *tc = &r->config;
+
+    if (r->action != FF_WIRE_WAIT && r->action != FF_WIRE_TRAIN &&
+        r->action != FF_WIRE_FINISHED)
+        return ff_error_set(err, FF_ERR_ARG, "invalid action %d",
+                            (int)r->action);
+    if (strcmp(tc->optimizer, "sgd") != 0 &&
+        strcmp(tc->optimizer, "adam") != 0)
+        return ff_error_set(err, FF_ERR_ARG, "invalid optimizer '%s'",
+                            tc->optimizer);
+    if (strcmp(tc->lr_schedule, "constant") != 0 &&
+        strcmp(tc->lr_schedule, "cosine") != 0)
+        return ff_error_set(err, FF_ERR_ARG, "invalid lr schedule '%s'",
+                            tc->lr_schedule);
+
+    /* The config travels with every reply; sites read it on TRAIN. */
+    c.epochs = tc->epochs;
+    c.batch_size = tc->batch_size;
+    c.lr = tc->lr;
+    c.optimizer = (char *)tc->optimizer;
+    c.momentum = tc->momentum;
+    c.modality_dropout = tc->modality_dropout;
+    c.seed = tc->seed;
+    c.weight_decay = tc->weight_decay;
+    c.lr_schedule = (char *)tc->lr_schedule;
+    m.action = (Fedfuse__Action)r->action;
+    m.round = r->round;
+    m.model_version = r->model_version;
+    m.config = &c;
+    m.poll_interval_ms = r->poll_interval_ms;
+    return pack_message(&m.base, out, err);
+}
+
+ff_status ff_coord_wire_model_chunk_encode(const ff_wire_model_chunk *c,
+                                           ff_wire_bytes *out, ff_error *err)
+{
+    Fedfuse__ModelChunk m = FEDFUSE__MODEL_CHUNK__INIT;
+
+    if (c->len > FF_WIRE_CHUNK_MAX || c->total_length > FF_WIRE_MAX_ARTIFACT ||
+        c->offset + c->len > c->total_length)
+        return ff_error_set(err, FF_ERR_ARG,
+                            "chunk of %zu bytes at %llu of %llu is out of "
+                            "range", c->len, (unsigned long long)c->offset,
+                            (unsigned long long)c->total_length);
+    m.offset = c->offset;
+    m.total_length = c->total_length;
+    m.digest.data = (uint8_t *)c->digest;
+    m.digest.len = FF_WIRE_DIGEST_BYTES;
+    m.model_version = c->model_version;
+    m.data.data = (uint8_t *)c->data;
+    m.data.len = c->len;
+    return pack_message(&m.base, out, err);
+}
+
+ff_status ff_coord_wire_upload_reply_encode(const ff_wire_upload_reply *r,
+                                            ff_wire_bytes *out, ff_error *err)
+{
+    Fedfuse__UploadReply m = FEDFUSE__UPLOAD_REPLY__INIT;
+    ff_status st = check_text(r->reason, "reason", err);
+
+    if (st != FF_OK)
+        return st;
+    m.accepted = r->accepted != 0;
+    m.reason = (char *)r->reason;
+    return pack_message(&m.base, out, err);
+}

@@ -1,0 +1,169 @@
+/*
+ * ff_wire.h - the fedfuse wire protocol as plain C: method paths, limits
+ * and the structs that the two conversion modules (coordinator/wire.c and
+ * client/wire.c) fill from, or turn into, the protobuf messages of
+ * proto/fedfuse.proto. Nothing but those two modules sees protobuf.
+ *
+ * Header only; depends on the C library alone.
+ */
+#ifndef FF_WIRE_H
+#define FF_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* gRPC method paths of the fedfuse.Federation service (federation.proto). */
+#define FF_WIRE_METHOD_REGISTER "/fedfuse.Federation/Register"
+#define FF_WIRE_METHOD_POLL "/fedfuse.Federation/Poll"
+#define FF_WIRE_METHOD_DOWNLOAD "/fedfuse.Federation/DownloadModel"
+#define FF_WIRE_METHOD_UPLOAD "/fedfuse.Federation/UploadUpdate"
+
+/* Most data bytes one ModelChunk or UpdateChunk carries. */
+#define FF_WIRE_CHUNK_MAX (1024u * 1024u)
+/* Most bytes of one serialised message: a full chunk plus its fields. Both
+ * sides set it as their gRPC receive limit, and decoders check it again. */
+#define FF_WIRE_MESSAGE_MAX (FF_WIRE_CHUNK_MAX + 4096u)
+/* Most bytes of a site id (letters, digits, '.', '_', '-'). */
+#define FF_WIRE_ID_MAX 64
+/* Most bytes of free text: reasons, code versions. */
+#define FF_WIRE_TEXT_MAX 256
+/* BLAKE2b-256 digests: raw bytes and hex characters. */
+#define FF_WIRE_DIGEST_BYTES 32
+#define FF_WIRE_DIGEST_HEX 64
+/* Most parameter groups an update may describe. */
+#define FF_WIRE_MAX_GROUPS 16
+/* Most modality names a registration may list, and their length. */
+#define FF_WIRE_MAX_MODALITIES 8
+#define FF_WIRE_MODALITY_MAX 16
+/* Most parameters an update may carry (256 MiB of float32). */
+#define FF_WIRE_MAX_PARAMS (64u * 1024u * 1024u)
+/* Most bytes a model artifact may have (the registry's cap). */
+#define FF_WIRE_MAX_ARTIFACT (256u * 1024u * 1024u)
+/* Most bytes of an optimizer name. */
+#define FF_WIRE_OPTIMIZER_MAX 15
+
+/* Bytes produced by an encoder: malloc'd, owned by the caller (free()). */
+typedef struct ff_wire_bytes {
+    uint8_t *data;
+    size_t len;
+} ff_wire_bytes;
+
+/* Register request. */
+typedef struct ff_wire_register {
+    char site_id[FF_WIRE_ID_MAX + 1];
+    char code_version[FF_WIRE_TEXT_MAX + 1];
+    uint32_t modalities;                 /* bit m set: modality m present */
+    uint64_t example_count;
+    char manifest_digest[FF_WIRE_DIGEST_HEX + 1];
+} ff_wire_register;
+
+typedef struct ff_wire_register_reply {
+    int accepted;
+    char reason[FF_WIRE_TEXT_MAX + 1];
+    uint32_t poll_interval_ms;
+} ff_wire_register_reply;
+
+typedef struct ff_wire_poll {
+    char site_id[FF_WIRE_ID_MAX + 1];
+} ff_wire_poll;
+
+typedef enum ff_wire_action {
+    FF_WIRE_WAIT = 0,
+    FF_WIRE_TRAIN = 1,
+    FF_WIRE_FINISHED = 2
+} ff_wire_action;
+
+/* The local training configuration of a round (mirrors ff_train_config;
+ * proto/ may not include model/). */
+typedef struct ff_wire_train_config {
+    uint32_t epochs;
+    uint32_t batch_size;
+    float lr;
+    char optimizer[FF_WIRE_OPTIMIZER_MAX + 1]; /* "sgd" or "adam" */
+    char lr_schedule[FF_WIRE_OPTIMIZER_MAX + 1]; /* "constant", "cosine" */
+    float momentum;
+    float modality_dropout;
+    float weight_decay;
+    uint64_t seed;
+} ff_wire_train_config;
+
+typedef struct ff_wire_poll_reply {
+    ff_wire_action action;
+    int32_t round;
+    int32_t model_version;
+    ff_wire_train_config config;         /* meaningful for FF_WIRE_TRAIN */
+    uint32_t poll_interval_ms;
+} ff_wire_poll_reply;
+
+typedef struct ff_wire_download {
+    char site_id[FF_WIRE_ID_MAX + 1];
+    int32_t round;
+} ff_wire_download;
+
+/* One piece of the model artifact. After decoding, data points into
+ * storage that `owner` keeps alive until the chunk's cleanup call. */
+typedef struct ff_wire_model_chunk {
+    uint64_t offset;
+    uint64_t total_length;
+    uint8_t digest[FF_WIRE_DIGEST_BYTES];
+    int32_t model_version;
+    const uint8_t *data;
+    size_t len;
+    void *owner;
+} ff_wire_model_chunk;
+
+/* First message of an upload. */
+typedef struct ff_wire_update_header {
+    char site_id[FF_WIRE_ID_MAX + 1];
+    int32_t round;
+    uint64_t param_count;
+    uint32_t n_groups;
+    uint64_t group_examples[FF_WIRE_MAX_GROUPS];
+    double train_loss;
+    double train_accuracy;
+} ff_wire_update_header;
+
+/* A piece of the update (float32 little-endian); data as in model chunks. */
+typedef struct ff_wire_update_chunk {
+    uint64_t offset;                     /* in bytes */
+    const uint8_t *data;
+    size_t len;
+    void *owner;
+} ff_wire_update_chunk;
+
+typedef enum ff_wire_update_kind {
+    FF_WIRE_UPDATE_HEADER = 1,
+    FF_WIRE_UPDATE_CHUNK = 2
+} ff_wire_update_kind;
+
+/* One message of the upload stream: a header or a chunk. */
+typedef struct ff_wire_update_msg {
+    ff_wire_update_kind kind;
+    ff_wire_update_header header;        /* when kind is HEADER */
+    ff_wire_update_chunk chunk;          /* when kind is CHUNK */
+} ff_wire_update_msg;
+
+typedef struct ff_wire_upload_reply {
+    int accepted;
+    char reason[FF_WIRE_TEXT_MAX + 1];
+} ff_wire_upload_reply;
+
+/* Returns 1 when s is a valid site id: 1..FF_WIRE_ID_MAX bytes of
+ * [A-Za-z0-9._-]; 0 otherwise (NULL included). */
+static inline int ff_wire_id_valid(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        return 0;
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                 (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+        if (!ok || n >= FF_WIRE_ID_MAX)
+            return 0;
+    }
+    return n > 0;
+}
+
+#endif

@@ -1,0 +1,151 @@
+# lib.sh - shared by the federation integration tests (sourced).
+#
+# Each test gets its own temporary folder, its own database in the
+# PostgreSQL server named by FEDFUSE_TEST_PG, and a small feddigits
+# federation; it starts real coordinator and site processes on loopback.
+# Every wait is bounded in time; every process started here is killed and
+# the database dropped on exit (both kept when FEDFUSE_TEST_KEEP is set).
+# On failure the logs are printed.
+set -euo pipefail
+
+: "${FEDFUSE_BIN:?FEDFUSE_BIN must name the folder of the built programs}"
+: "${FEDFUSE_DATA:?FEDFUSE_DATA must name the shared datasets folder}"
+if [ -z "${FEDFUSE_TEST_PG:-}" ]; then
+  echo "FAIL: FEDFUSE_TEST_PG is not set: this test needs a PostgreSQL" \
+       "server (deploy/test.sh starts one with deploy/pg.sh)" >&2
+  exit 1
+fi
+
+test_name=$(basename "$0" .sh)
+work=$(mktemp -d "/tmp/fedfuse-${test_name}.XXXXXX")
+dbname="ff_${test_name//-/_}_$$"
+DB="$FEDFUSE_TEST_PG dbname=$dbname"
+pids=()
+failed=1
+t0=$(date +%s)
+
+# Kills what we started, drops the database, prints logs when we failed.
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do
+    kill -CONT "$p" 2>/dev/null || true
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  if [ "$failed" -ne 0 ]; then
+    for f in "$work"/*.err "$work"/*.out; do
+      [ -f "$f" ] || continue
+      echo "----- $(basename "$f") (last 60 lines)"
+      tail -n 60 "$f"
+    done
+  fi
+  if [ -n "${FEDFUSE_TEST_KEEP:-}" ]; then
+    echo "kept $work and database $dbname (FEDFUSE_TEST_KEEP)"
+    return
+  fi
+  psql -d "$FEDFUSE_TEST_PG" -q -c "DROP DATABASE IF EXISTS $dbname" \
+    >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+pass() {
+  failed=0
+  echo "PASS: $test_name in $(( $(date +%s) - t0 )) s"
+}
+
+# Creates the test's database and builds a small feddigits federation.
+setup() {
+  psql -d "$FEDFUSE_TEST_PG" -v ON_ERROR_STOP=1 -q \
+    -c "SET client_min_messages = warning" \
+    -c "DROP DATABASE IF EXISTS $dbname" -c "CREATE DATABASE $dbname" \
+    >/dev/null || fail "cannot create database $dbname"
+  "$FEDFUSE_BIN/fedfuse-feddigits" --data "$FEDFUSE_DATA" --out "$work/fd" \
+    --records 150 --test-records 200 >"$work/feddigits.out" \
+    2>"$work/feddigits.err" || fail "fedfuse-feddigits failed"
+}
+
+# coord_start NAME [coordinator flags...]: starts a coordinator on a free
+# port, logs in $work/NAME.{out,err}; sets COORD_PID and PORT.
+coord_start() {
+  local name=$1 i
+  shift
+  rm -f "$work/$name.port"
+  "$FEDFUSE_BIN/fedfuse-coordinator" --listen 127.0.0.1:0 \
+    --port-file "$work/$name.port" --db "$DB" \
+    --test "$work/fd/test/manifest.jsonl" --poll-interval 200 \
+    --finish-grace 5 --threads 1 --epochs 3 "$@" \
+    >"$work/$name.out" 2>"$work/$name.err" &
+  COORD_PID=$!
+  pids+=("$COORD_PID")
+  for i in $(seq 150); do
+    [ -s "$work/$name.port" ] && break
+    kill -0 "$COORD_PID" 2>/dev/null || fail "coordinator $name exited early"
+    sleep 0.1
+  done
+  [ -s "$work/$name.port" ] || fail "coordinator $name wrote no port in 15 s"
+  PORT=$(cat "$work/$name.port")
+}
+
+# site_start ID SITE_DIR [LOG]: starts fedfuse-site ID on SITE_DIR's
+# records, logging to $work/LOG.{out,err} (LOG defaults to ID); sets
+# SITE_PID.
+site_start() {
+  local log=${3:-$1}
+  "$FEDFUSE_BIN/fedfuse-site" --id "$1" --coordinator "127.0.0.1:$PORT" \
+    --manifest "$work/fd/$2/manifest.jsonl" --threads 1 \
+    --retry-seconds 20 >"$work/$log.out" 2>"$work/$log.err" &
+  SITE_PID=$!
+  pids+=("$SITE_PID")
+}
+
+# wait_exit PID SECONDS: waits for PID (a child of this shell) to exit;
+# sets RC to its exit status, or "timeout".
+wait_exit() {
+  local pid=$1 limit=$2 i
+  for i in $(seq $((limit * 10))); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    RC=timeout
+    return 0
+  fi
+  RC=0
+  wait "$pid" || RC=$?
+}
+
+# expect_exit PID SECONDS WHAT: fails unless PID exits 0 in time.
+expect_exit() {
+  wait_exit "$1" "$2"
+  [ "$RC" = 0 ] || fail "$3 did not exit 0 within $2 s (got $RC)"
+}
+
+# wait_log FILE PATTERN SECONDS: waits until FILE holds PATTERN (grep -E).
+wait_log() {
+  local i
+  for i in $(seq $(($3 * 20))); do
+    grep -qE "$2" "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  fail "no line matching '$2' in $(basename "$1") within $3 s"
+}
+
+# ctl ARGS...: fedfusectl on the test's database, JSON output.
+ctl() {
+  "$FEDFUSE_BIN/fedfusectl" --db "$DB" --json "$@"
+}
+
+# audit_count ACTION [SITE]: number of audit rows of ACTION (for SITE).
+audit_count() {
+  if [ $# -ge 2 ]; then
+    ctl audit --action "$1" --site "$2" | jq 'length'
+  else
+    ctl audit --action "$1" | jq 'length'
+  fi
+}
