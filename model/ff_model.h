@@ -26,6 +26,17 @@ enum { FF_GROUP_HEAD = FF_MOD_COUNT, FF_GROUP_COUNT };
 
 typedef enum ff_optimizer { FF_OPT_SGD = 0, FF_OPT_ADAM } ff_optimizer;
 
+/* Learning rate over the steps of one ff_model_train call: constant, or
+ * cosine decay from lr to 0 (lr * (1 + cos(pi * step / steps)) / 2). */
+typedef enum ff_lr_schedule { FF_LR_CONSTANT = 0, FF_LR_COSINE } ff_lr_schedule;
+
+struct ff_train_stats;
+
+/* Called by ff_model_train after each epoch with the 1-based epoch number
+ * and that epoch's statistics (seconds = time since the call began). */
+typedef void (*ff_train_epoch_fn)(void *ctx, int epoch,
+                                  const struct ff_train_stats *epoch_stats);
+
 typedef struct ff_train_config {
     int epochs;               /* passes over the data, >= 1 */
     int batch_size;           /* >= 1 */
@@ -36,9 +47,12 @@ typedef struct ff_train_config {
     float modality_dropout;   /* chance to hide each present modality of a
                                  training record (one is always kept) */
     uint64_t seed;            /* shuffling and dropout */
+    ff_lr_schedule lr_schedule; /* FF_LR_CONSTANT when zeroed */
+    ff_train_epoch_fn on_epoch; /* optional progress callback, or NULL */
+    void *on_epoch_ctx;         /* passed to on_epoch */
 } ff_train_config;
 
-/* Sets cfg to the defaults fedfuse trains with. */
+/* Sets cfg to the defaults fedfuse trains with (no callback). */
 void ff_train_config_default(ff_train_config *cfg);
 
 typedef struct ff_train_stats {
@@ -81,20 +95,42 @@ void ff_model_group_range(const ff_model *m, int g, size_t *offset,
 /* Name of group g: the modality name, or "head". */
 const char *ff_model_group_name(int g);
 
-/* Trains m in place on set. Errors: FF_ERR_ARG (bad config, empty set,
- * label out of range), FF_ERR_NONFINITE (loss diverged), FF_ERR_NOMEM. */
+/* Trains m in place on set (set and cfg stay the caller's; stats may be
+ * NULL). The optimizer state (SGD velocity, Adam moments) lives for this
+ * one call and starts from zero on the next. Deterministic given
+ * cfg->seed and the model's parameters. stats->loss, accuracy and
+ * group_examples describe the LAST epoch (with modality dropout the
+ * groups' counts change from epoch to epoch); the head counts every
+ * record. Errors: FF_ERR_ARG (bad config, empty set, a record whose label,
+ * present mask or text is out of range), FF_ERR_NONFINITE (an input tensor
+ * or the loss is NaN or Inf), FF_ERR_NOMEM. m is unchanged on error. */
 FF_MUST_USE ff_status ff_model_train(ff_model *m, const ff_sample_set *set,
                                      const ff_train_config *cfg,
                                      ff_train_stats *stats, ff_error *err);
 
-/* Evaluates m on set: fused accuracy and each modality alone.
- * Errors: FF_ERR_ARG (empty set), FF_ERR_NOMEM. */
+/* Evaluates m on set: fused accuracy and each modality alone. Errors:
+ * FF_ERR_ARG (empty set, or a record as for ff_model_train),
+ * FF_ERR_NONFINITE (a present input tensor holds NaN or Inf),
+ * FF_ERR_NOMEM. */
 FF_MUST_USE ff_status ff_model_evaluate(ff_model *m, const ff_sample_set *set,
                                         ff_eval *out, ff_error *err);
 
 /* Predicts the class of one sample using only the modalities in mask
- * (intersected with s->present). Returns -1 when none remain. */
+ * (intersected with s->present); the other tensors are never read.
+ * Returns -1 when none remain or the sample is invalid (as for
+ * ff_model_train, label excepted). Never allocates. */
 int ff_model_predict(ff_model *m, const ff_sample *s, uint32_t mask);
+
+/* Mean softmax cross-entropy of the count samples, each seen through
+ * mask masks[i] (intersected with present; masks NULL = all present), and,
+ * when grad is not NULL, its gradient with respect to the flat parameters,
+ * written to grad (ff_model_param_count floats, caller-owned). For tests
+ * and diagnostics. Errors: FF_ERR_ARG (count 0 or a record as for
+ * ff_model_train), FF_ERR_NONFINITE, FF_ERR_NOMEM. */
+FF_MUST_USE ff_status ff_model_loss_grad(ff_model *m, const ff_sample *samples,
+                                         size_t count, const uint32_t *masks,
+                                         float *grad, double *loss,
+                                         ff_error *err);
 
 /*
  * Artifact: the serialised model, "FFMODEL1" magic, format version,
