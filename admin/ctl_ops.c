@@ -198,7 +198,7 @@ ff_status
 ff_ctl_export(ff_ctl *ctl, ff_error *err)
 {
     ff_registry *r = NULL;
-    long version;
+    long version = 0;
     uint8_t *bytes = NULL;
     size_t len = 0;
     char stored[65], actual[65];

@@ -71,8 +71,8 @@ idx_open(const char *path, uint32_t magic, int ndims, uint32_t *dims,
 static ff_status
 read_labels(const char *path, ff_mnist *m, ff_error *err)
 {
-    uint32_t n;
-    gzFile g;
+    uint32_t n = 0;
+    gzFile g = NULL;
     ff_status st = idx_open(path, IDX_LABELS_MAGIC, 1, &n, &g, err);
 
     if (st != FF_OK)
@@ -101,8 +101,8 @@ read_labels(const char *path, ff_mnist *m, ff_error *err)
 static ff_status
 read_images(const char *path, ff_mnist *m, ff_error *err)
 {
-    uint32_t d[3];
-    gzFile g;
+    uint32_t d[3] = {0, 0, 0};
+    gzFile g = NULL;
     ff_status st = idx_open(path, IDX_IMAGES_MAGIC, 3, d, &g, err);
 
     if (st != FF_OK)

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# The main job of fedfuse on one machine: installs what is missing, builds,
+# builds the feddigits federation from the public datasets, starts a
+# throwaway PostgreSQL registry, trains the local and centralised baselines,
+# then runs a coordinator and six site processes over loopback for the
+# configured rounds and prints the results and the registry's lineage.
+#
+# Usage: deploy/demo.sh [--out DIR] [--data DIR] [--rounds N] [--epochs N]
+#                       [--seed N] [--alpha A] [--keep] [--help]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+out=""
+data="$root/../shared/data"
+rounds=10
+epochs=1
+seed=1
+alpha=0.5
+keep=0
+sites=(site-1 site-2 site-3 site-4 site-5 site-6)
+
+usage() {
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  cat <<TXT
+
+Options:
+  --out DIR      folder for everything the demo produces (default out/demo-TIME)
+  --data DIR     public datasets, read in place (default ../shared/data)
+  --rounds N     federated rounds (default $rounds)
+  --epochs N     local epochs per round (default $epochs)
+  --seed N       seed of the dataset split and of training (default $seed)
+  --alpha A      Dirichlet concentration of each site's label mix (default $alpha)
+  --keep         leave PostgreSQL running and print how to query it
+TXT
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$2; shift 2 ;;
+    --data) data=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --alpha) alpha=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "demo: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+t0=$(date +%s)
+say() { printf '[demo %4ds] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
+
+[ -d "$data/mnist" ] || { echo "demo: datasets not found in $data (use --data)" >&2; exit 1; }
+data=$(cd "$data" && pwd)
+[ -n "$out" ] || out="$root/out/demo-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$out/logs"
+out=$(cd "$out" && pwd)
+
+# 1. install and build
+say "installing dependencies"
+"$root/deploy/install-deps.sh"
+say "building"
+"$root/deploy/build.sh" "$root/build"
+bin="$root/build/bin"
+
+# 2. the federation's data
+say "building the feddigits federation (seed $seed, alpha $alpha)"
+"$bin/fedfuse-feddigits" --data "$data" --out "$out/feddigits" --seed "$seed" \
+  --alpha "$alpha" >"$out/logs/feddigits.log" 2>&1 \
+  || { tail -20 "$out/logs/feddigits.log" >&2; exit 1; }
+jq -r '.sites[] | "  \(.name): \(.records) records, modalities \(.present | to_entries | map(select(.value > 0) | "\(.key)=\(.value)") | join(" "))"' \
+  "$out/feddigits/summary.json" 2>/dev/null || true
+
+# 3. the registry
+say "starting PostgreSQL in $out/pg"
+db=$("$root/deploy/pg.sh" start "$out/pg")
+pids=()
+stop_all() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  if [ "$keep" -eq 0 ]; then "$root/deploy/pg.sh" stop "$out/pg" >/dev/null 2>&1 || true; fi
+}
+trap stop_all EXIT
+
+# 4. baselines: each site alone, and all sites pooled, for the same epochs
+total_epochs=$(( rounds * epochs ))
+say "training baselines: 6 local models and 1 centralised model, $total_epochs epochs each"
+mkdir -p "$out/baselines"
+train() { # name manifests...
+  local name=$1; shift
+  local args=()
+  for m in "$@"; do args+=(--manifest "$m"); done
+  "$bin/fedfuse-train" "${args[@]}" --test "$out/feddigits/test/manifest.jsonl" \
+    --epochs "$total_epochs" --seed "$seed" --threads 1 \
+    --json "$out/baselines/$name.json" >"$out/logs/train-$name.log" 2>&1
+}
+all_manifests=()
+for s in "${sites[@]}"; do all_manifests+=("$out/feddigits/$s/manifest.jsonl"); done
+train centralised "${all_manifests[@]}" &
+cpid=$!
+for s in "${sites[@]}"; do train "local-$s" "$out/feddigits/$s/manifest.jsonl"; done
+wait "$cpid"
+for s in "${sites[@]}"; do
+  printf '  local %-7s accuracy %s\n' "$s" "$(jq -r '.accuracy' "$out/baselines/local-$s.json")"
+done
+printf '  centralised     accuracy %s\n' "$(jq -r '.accuracy' "$out/baselines/centralised.json")"
+
+# 5. the federation
+say "starting the coordinator and ${#sites[@]} sites on loopback ($rounds rounds)"
+"$bin/fedfuse-coordinator" --listen 127.0.0.1:0 --port-file "$out/coordinator.port" \
+  --db "$db" --model feddigits --test "$out/feddigits/test/manifest.jsonl" \
+  --sites "$(IFS=,; echo "${sites[*]}")" --rounds "$rounds" --min-sites 4 \
+  --wait-sites 60 --deadline 120 --epochs "$epochs" --seed "$seed" --threads 1 \
+  >"$out/logs/coordinator.out" 2>"$out/logs/coordinator.log" &
+coord=$!
+pids+=("$coord")
+for _ in $(seq 100); do [ -s "$out/coordinator.port" ] && break; sleep 0.1; done
+[ -s "$out/coordinator.port" ] || { echo "demo: coordinator did not start" >&2; tail "$out/logs/coordinator.log" >&2; exit 1; }
+port=$(cat "$out/coordinator.port")
+for s in "${sites[@]}"; do
+  "$bin/fedfuse-site" --id "$s" --coordinator "127.0.0.1:$port" \
+    --manifest "$out/feddigits/$s/manifest.jsonl" --threads 1 \
+    >"$out/logs/$s.out" 2>"$out/logs/$s.log" &
+  pids+=("$!")
+done
+
+# progress: one line per published round, read from the coordinator's metrics
+shown=0
+while kill -0 "$coord" 2>/dev/null; do
+  n=$(grep -c '^METRIC round ' "$out/logs/coordinator.out" || true)
+  while [ "$shown" -lt "$n" ]; do
+    shown=$((shown + 1))
+    line=$(grep '^METRIC round ' "$out/logs/coordinator.out" | sed -n "${shown}p")
+    say "  ${line#METRIC round }"
+  done
+  sleep 1
+done
+wait "$coord" || { echo "demo: coordinator failed; see $out/logs/coordinator.log" >&2; tail -20 "$out/logs/coordinator.log" >&2; exit 1; }
+for line in $(seq $((shown + 1)) "$(grep -c '^METRIC round ' "$out/logs/coordinator.out")"); do
+  say "  $(grep '^METRIC round ' "$out/logs/coordinator.out" | sed -n "${line}p" | sed 's/^METRIC round //')"
+done
+for p in "${pids[@]:1}"; do wait "$p" 2>/dev/null || true; done
+
+# 6. results
+ctl() { "$bin/fedfusectl" --db "$db" "$@"; }
+ctl --json versions feddigits >"$out/versions.json"
+last=$(jq '.[-1]' "$out/versions.json")
+local_best=$(jq -s 'map(.accuracy) | max' "$out"/baselines/local-*.json)
+jq -n --argjson last "$last" --argjson lb "$local_best" \
+  --slurpfile c "$out/baselines/centralised.json" --argjson rounds "$rounds" \
+  --arg seed "$seed" --arg alpha "$alpha" '{
+    final: {all: $last.metrics.accuracy, image: $last.metrics.alone.image,
+            audio: $last.metrics.alone.audio, pen: $last.metrics.alone.pen,
+            text: $last.metrics.alone.text},
+    baselines: {local_best: $lb, centralised: $c[0].accuracy,
+                federated: $last.metrics.accuracy},
+    rounds: $rounds, version: $last.version, seed: ($seed|tonumber),
+    alpha: ($alpha|tonumber)}' >"$out/results.json"
+
+echo
+echo "== Final global model (version $(jq -r .version "$out/results.json")) on the 2,000-record test set"
+jq -r '.final | "  all modalities \(.all)\n  image alone    \(.image)\n  audio alone    \(.audio)\n  pen alone      \(.pen)\n  text alone     \(.text)"' "$out/results.json"
+echo
+echo "== Baselines (all-modality test accuracy)"
+jq -r '.baselines | "  best local site \(.local_best)\n  centralised     \(.centralised)\n  federated       \(.federated)"' "$out/results.json"
+echo
+echo "== Registry lineage: fedfusectl versions feddigits"
+ctl versions feddigits
+echo
+ctl export feddigits "$(jq -r .version "$out/results.json")" "$out/final-model.ffm"
+echo
+say "done; everything is in $out (results.json, logs/, pg/)"
+if [ "$keep" -eq 1 ]; then
+  echo "PostgreSQL stays up. Query it with:"
+  echo "  FEDFUSE_DB='$db' $bin/fedfusectl status"
+  echo "Stop it with: $root/deploy/pg.sh stop $out/pg"
+fi
