@@ -20,7 +20,7 @@ keep=0
 sites=(site-1 site-2 site-3 site-4 site-5 site-6)
 
 usage() {
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
   cat <<TXT
 
 Options:
@@ -60,6 +60,25 @@ out=$(cd "$out" && pwd)
 # 1. install and build
 say "installing dependencies"
 "$root/deploy/install-deps.sh"
+
+# PostgreSQL runs as the postgres user when we are root, and its socket path
+# must stay short: when OUT does not suit it, the cluster lives in a /tmp
+# folder and OUT/pg links to it.
+pg_suits() {
+  local d=$1 p=$1
+  [ ${#d} -le 80 ] || return 1
+  [ "$(id -u)" -ne 0 ] && return 0
+  while [ ! -d "$p" ]; do p=$(dirname "$p"); done
+  runuser -u postgres -- test -x "$p" 2>/dev/null
+}
+if pg_suits "$out/pg"; then
+  pgdir="$out/pg"
+else
+  pgdir=$(mktemp -d /tmp/fedfuse-demo-pg.XXXXXX)
+  ln -sfn "$pgdir" "$out/pg"
+  say "note: $out is closed to the postgres user or too long for a socket path;"
+  say "      PostgreSQL lives in $pgdir (linked from $out/pg)"
+fi
 say "building"
 "$root/deploy/build.sh" "$root/build"
 bin="$root/build/bin"
@@ -73,12 +92,12 @@ jq -r '.sites[] | "  \(.name): \(.records) records, modalities \(.present | to_e
   "$out/feddigits/summary.json" 2>/dev/null || true
 
 # 3. the registry
-say "starting PostgreSQL in $out/pg"
-db=$("$root/deploy/pg.sh" start "$out/pg")
+say "starting PostgreSQL in $pgdir"
+db=$("$root/deploy/pg.sh" start "$pgdir")
 pids=()
 stop_all() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  if [ "$keep" -eq 0 ]; then "$root/deploy/pg.sh" stop "$out/pg" >/dev/null 2>&1 || true; fi
+  if [ "$keep" -eq 0 ]; then "$root/deploy/pg.sh" stop "$pgdir" >/dev/null 2>&1 || true; fi
 }
 trap stop_all EXIT
 
@@ -146,13 +165,15 @@ ctl() { "$bin/fedfusectl" --db "$db" "$@"; }
 ctl --json versions feddigits >"$out/versions.json"
 last=$(jq '.[-1]' "$out/versions.json")
 local_best=$(jq -s 'map(.accuracy) | max' "$out"/baselines/local-*.json)
+best_site=$(for s in "${sites[@]}"; do
+  echo "$(jq -r .accuracy "$out/baselines/local-$s.json") $s"; done | sort -rn | head -1 | cut -d' ' -f2)
 jq -n --argjson last "$last" --argjson lb "$local_best" \
   --slurpfile c "$out/baselines/centralised.json" --argjson rounds "$rounds" \
-  --arg seed "$seed" --arg alpha "$alpha" '{
+  --arg seed "$seed" --arg alpha "$alpha" --arg best "$best_site" '{
     final: {all: $last.metrics.accuracy, image: $last.metrics.alone.image,
             audio: $last.metrics.alone.audio, pen: $last.metrics.alone.pen,
             text: $last.metrics.alone.text},
-    baselines: {local_best: $lb, centralised: $c[0].accuracy,
+    baselines: {local_best: $lb, local_best_site: $best, centralised: $c[0].accuracy,
                 federated: $last.metrics.accuracy},
     rounds: $rounds, version: $last.version, seed: ($seed|tonumber),
     alpha: ($alpha|tonumber)}' >"$out/results.json"
@@ -162,7 +183,7 @@ echo "== Final global model (version $(jq -r .version "$out/results.json")) on t
 jq -r '.final | "  all modalities \(.all)\n  image alone    \(.image)\n  audio alone    \(.audio)\n  pen alone      \(.pen)\n  text alone     \(.text)"' "$out/results.json"
 echo
 echo "== Baselines (all-modality test accuracy)"
-jq -r '.baselines | "  best local site \(.local_best)\n  centralised     \(.centralised)\n  federated       \(.federated)"' "$out/results.json"
+jq -r '.baselines | "  best local site \(.local_best) (\(.local_best_site) alone)\n  centralised     \(.centralised)\n  federated       \(.federated)"' "$out/results.json"
 echo
 echo "== Registry lineage: fedfusectl versions feddigits"
 ctl versions feddigits
@@ -173,5 +194,5 @@ say "done; everything is in $out (results.json, logs/, pg/)"
 if [ "$keep" -eq 1 ]; then
   echo "PostgreSQL stays up. Query it with:"
   echo "  FEDFUSE_DB='$db' $bin/fedfusectl status"
-  echo "Stop it with: $root/deploy/pg.sh stop $out/pg"
+  echo "Stop it with: $root/deploy/pg.sh stop $pgdir"
 fi

@@ -24,6 +24,7 @@ usage() {
   exit 2
 }
 
+case ${1:-} in -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -eq 2 ] || usage
 cmd=$1
 case $cmd in start|stop|status|conninfo) ;; *) usage ;; esac

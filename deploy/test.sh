@@ -3,7 +3,9 @@
 # what is missing, builds with warnings as errors, starts a throwaway
 # PostgreSQL server (socket only) and runs every test with ctest.
 # Usage: deploy/test.sh [ctest arguments, e.g. -R registry]
+# Environment: FEDFUSE_DATA (datasets), FEDFUSE_BUILD (build folder).
 set -euo pipefail
+case ${1:-} in -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FEDFUSE_BUILD:-$root/build}
 export FEDFUSE_DATA=${FEDFUSE_DATA:-$root/../shared/data}
