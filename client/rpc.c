@@ -6,7 +6,6 @@
 #include "ff_site_rpc.h"
 
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
@@ -16,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../proto/ff_grpc_buf.h"
 #include "wire.h"
 
 struct ff_site_rpc {
@@ -30,8 +30,8 @@ struct ff_site_rpc {
 ff_status ff_site_rpc_create(ff_site_rpc **out, const char *target,
                              ff_error *err)
 {
-    grpc_arg args[5];
-    grpc_channel_args ca = {5, args};
+    grpc_arg args[FF_GRPC_BUF_LIMIT_ARGS + 3];
+    grpc_channel_args ca = {FF_GRPC_BUF_LIMIT_ARGS + 3, args};
     grpc_channel_credentials *creds;
     ff_site_rpc *r;
 
@@ -46,12 +46,7 @@ ff_status ff_site_rpc_create(ff_site_rpc **out, const char *target,
 
     /* Receive limit a little above one chunk; quick reconnects. */
     memset(args, 0, sizeof args);
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)FF_WIRE_MESSAGE_MAX;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[1].value.integer = (int)FF_WIRE_MESSAGE_MAX;
+    ff_grpc_buf_limit_args(args);
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
     args[2].value.integer = FF_RPC_BACKOFF_MIN_MS;
@@ -190,41 +185,11 @@ static void call_end(rpc_call *c)
         grpc_call_unref(c->call);
 }
 
-/* Wraps encoded bytes in a byte buffer (taking ownership of them). */
-static grpc_byte_buffer *bytes_to_buffer(ff_wire_bytes *b)
-{
-    grpc_slice s = grpc_slice_new(b->data, b->len, free);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-
-    grpc_slice_unref(s);
-    b->data = NULL;
-    return bb;
-}
-
-/* Joins a received buffer into one slice, refusing one over the limit
- * before copying. The caller unrefs *out. */
-static ff_status buffer_read(grpc_byte_buffer *bb, grpc_slice *out,
-                             ff_error *err)
-{
-    grpc_byte_buffer_reader rd;
-    size_t len = grpc_byte_buffer_length(bb);
-
-    if (len > FF_WIRE_MESSAGE_MAX)
-        return ff_error_set(err, FF_ERR_TOO_LARGE,
-                            "reply of %zu bytes exceeds %u", len,
-                            (unsigned)FF_WIRE_MESSAGE_MAX);
-    if (!grpc_byte_buffer_reader_init(&rd, bb))
-        return ff_error_set(err, FF_ERR_FORMAT, "unreadable reply");
-    *out = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
-    return FF_OK;
-}
-
 /* One request, one reply: *reply receives the reply bytes (unref it). */
 static ff_status unary(ff_site_rpc *r, const char *method, ff_wire_bytes *req,
                        grpc_slice *reply, double timeout_s, ff_error *err)
 {
-    grpc_byte_buffer *send = bytes_to_buffer(req);
+    grpc_byte_buffer *send = ff_grpc_buf_from_bytes(req);
     grpc_op ops[5];
     rpc_call c;
     ff_status st = FF_OK;
@@ -250,7 +215,7 @@ static ff_status unary(ff_site_rpc *r, const char *method, ff_wire_bytes *req,
     else if (c.recv == NULL)
         st = ff_error_set(err, FF_ERR_RPC, "%s: OK without a reply", method);
     else
-        st = buffer_read(c.recv, reply, err);
+        st = ff_grpc_buf_read(c.recv, "reply", reply, err);
     grpc_byte_buffer_destroy(send);
     call_end(&c);
     return st;
@@ -355,7 +320,7 @@ static ff_status download_stream(rpc_call *c, download *d, ff_error *err)
         op.data.recv_message.recv_message = &c->recv;
         if (!call_batch(c, &op, 1) || c->recv == NULL)
             return FF_OK;           /* end of stream (or failure: status) */
-        st = buffer_read(c->recv, &in, err);
+        st = ff_grpc_buf_read(c->recv, "reply", &in, err);
         grpc_byte_buffer_destroy(c->recv);
         c->recv = NULL;
         if (st != FF_OK)
@@ -407,7 +372,7 @@ ff_status ff_site_rpc_download(ff_site_rpc *r, const ff_wire_download *req,
     if (st != FF_OK)
         return st;
     memset(&d, 0, sizeof d);
-    send = bytes_to_buffer(&out);
+    send = ff_grpc_buf_from_bytes(&out);
 
     /* Request, then the stream of chunks, then the status. */
     call_begin(&c, r, FF_WIRE_METHOD_DOWNLOAD, timeout_s);
@@ -445,7 +410,7 @@ ff_status ff_site_rpc_download(ff_site_rpc *r, const ff_wire_download *req,
 /* Sends one encoded message; returns 1 when it went out. */
 static int upload_send(rpc_call *c, ff_wire_bytes *msg, int first)
 {
-    grpc_byte_buffer *bb = bytes_to_buffer(msg);
+    grpc_byte_buffer *bb = ff_grpc_buf_from_bytes(msg);
     grpc_op ops[2];
     size_t n = 0;
     int ok;
@@ -541,7 +506,7 @@ ff_status ff_site_rpc_upload(ff_site_rpc *r, const ff_wire_update_header *h,
         st = ff_error_set(err, FF_ERR_RPC, "UploadUpdate: OK without a "
                           "verdict");
     else if (st == FF_OK) {
-        st = buffer_read(c.recv, &in, err);
+        st = ff_grpc_buf_read(c.recv, "reply", &in, err);
         if (st == FF_OK) {
             st = ff_site_wire_upload_reply_decode(GRPC_SLICE_START_PTR(in),
                                                   GRPC_SLICE_LENGTH(in), rep,

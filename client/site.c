@@ -82,6 +82,17 @@ static ff_status retry_wait(ff_site *s, const ff_error *failure,
     return FF_OK;
 }
 
+/* After a failed transfer (status st, reason e): returns FF_OK to try
+ * again after a backoff, else the error to give up with (st itself unless
+ * it is FF_ERR_RPC, which only retry-seconds end). */
+static ff_status retry_transfer(ff_site *s, ff_status st, const ff_error *e,
+                                ff_error *err)
+{
+    if (st != FF_ERR_RPC)
+        return ff_error_set(err, st, "%s", ff_error_text(e));
+    return retry_wait(s, e, err);
+}
+
 /* ---- setup ---- */
 
 /* Logs what the manifest gave: records, modalities, labels. */
@@ -210,9 +221,7 @@ static ff_status round_download(ff_site *s, int round, ff_error *err)
                                   s->cfg.transfer_timeout, &e);
         if (st == FF_OK)
             break;
-        if (st != FF_ERR_RPC)
-            return ff_error_set(err, st, "%s", ff_error_text(&e));
-        st = retry_wait(s, &e, err);
+        st = retry_transfer(s, st, &e, err);
         if (st != FF_OK)
             return st;
     }
@@ -272,9 +281,7 @@ static ff_status round_upload(ff_site *s, const ff_site_update *u,
                                 &rep, s->cfg.transfer_timeout, &e);
         if (st == FF_OK)
             break;
-        if (st != FF_ERR_RPC)
-            return ff_error_set(err, st, "%s", ff_error_text(&e));
-        st = retry_wait(s, &e, err);
+        st = retry_transfer(s, st, &e, err);
         if (st != FF_OK)
             return st;
     }

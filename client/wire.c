@@ -5,64 +5,12 @@
 #include "wire.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "fedfuse.pb-c.h"
 
 #include "../model/ff_input.h"
-
-/* ---- shared helpers ---- */
-
-/* Refuses a serialised message longer than the protocol allows. */
-static ff_status check_message_len(size_t len, const char *what,
-                                   ff_error *err)
-{
-    if (len > FF_WIRE_MESSAGE_MAX)
-        return ff_error_set(err, FF_ERR_TOO_LARGE,
-                            "%s of %zu bytes exceeds the %u-byte limit",
-                            what, len, (unsigned)FF_WIRE_MESSAGE_MAX);
-    return FF_OK;
-}
-
-/* Copies a text field of at most cap-1 bytes without control characters;
- * NULL reads as "". */
-static ff_status copy_text(char *dst, size_t cap, const char *src,
-                           const char *field, ff_error *err)
-{
-    size_t i, n;
-
-    if (src == NULL)
-        src = "";
-    n = strlen(src);
-    if (n >= cap)
-        return ff_error_set(err, FF_ERR_TOO_LARGE,
-                            "%s has %zu bytes, more than %zu", field, n,
-                            cap - 1);
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)src[i];
-        if (c < 0x20 || c == 0x7f)
-            return ff_error_set(err, FF_ERR_FORMAT,
-                                "%s holds control characters", field);
-    }
-    memcpy(dst, src, n + 1);
-    return FF_OK;
-}
-
-/* Serialises m into a malloc'd buffer. */
-static ff_status pack_message(const ProtobufCMessage *m, ff_wire_bytes *out,
-                              ff_error *err)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-
-    out->data = malloc(n > 0 ? n : 1);
-    out->len = 0;
-    if (out->data == NULL)
-        return ff_error_set(err, FF_ERR_NOMEM, "out of memory packing %zu "
-                            "bytes", n);
-    out->len = protobuf_c_message_pack(m, out->data);
-    return FF_OK;
-}
+#include "../proto/ff_wire_codec.h"
 
 /* A site id every request must carry. */
 static ff_status check_site_id(const char *id, ff_error *err)
@@ -100,7 +48,7 @@ ff_status ff_site_wire_register_encode(const ff_wire_register *r,
     m.modalities = names;
     m.example_count = r->example_count;
     m.manifest_digest = (char *)r->manifest_digest;
-    return pack_message(&m.base, out, err);
+    return ff_wire_pack(&m.base, out, err);
 }
 
 ff_status ff_site_wire_poll_encode(const ff_wire_poll *r, ff_wire_bytes *out,
@@ -112,7 +60,7 @@ ff_status ff_site_wire_poll_encode(const ff_wire_poll *r, ff_wire_bytes *out,
     if (st != FF_OK)
         return st;
     m.site_id = (char *)r->site_id;
-    return pack_message(&m.base, out, err);
+    return ff_wire_pack(&m.base, out, err);
 }
 
 ff_status ff_site_wire_download_encode(const ff_wire_download *r,
@@ -125,7 +73,7 @@ ff_status ff_site_wire_download_encode(const ff_wire_download *r,
         return st;
     m.site_id = (char *)r->site_id;
     m.round = r->round;
-    return pack_message(&m.base, out, err);
+    return ff_wire_pack(&m.base, out, err);
 }
 
 ff_status ff_site_wire_update_header_encode(const ff_wire_update_header *h,
@@ -149,7 +97,7 @@ ff_status ff_site_wire_update_header_encode(const ff_wire_update_header *h,
     hm.train_accuracy = h->train_accuracy;
     m.kind_case = FEDFUSE__UPDATE_MESSAGE__KIND_HEADER;
     m.header = &hm;
-    return pack_message(&m.base, out, err);
+    return ff_wire_pack(&m.base, out, err);
 }
 
 ff_status ff_site_wire_update_chunk_encode(const ff_wire_update_chunk *c,
@@ -163,7 +111,7 @@ ff_status ff_site_wire_update_chunk_encode(const ff_wire_update_chunk *c,
     cm.data.len = c->len;
     m.kind_case = FEDFUSE__UPDATE_MESSAGE__KIND_CHUNK;
     m.chunk = &cm;
-    return pack_message(&m.base, out, err);
+    return ff_wire_pack(&m.base, out, err);
 }
 
 /* ---- replies ---- */
@@ -172,21 +120,20 @@ ff_status ff_site_wire_register_reply_decode(const uint8_t *buf, size_t len,
                                              ff_wire_register_reply *out,
                                              ff_error *err)
 {
+    ProtobufCMessage *pm;
     Fedfuse__RegisterReply *m;
     ff_status st;
 
     memset(out, 0, sizeof *out);
-    st = check_message_len(len, "RegisterReply", err);
+    st = ff_wire_unpack(&fedfuse__register_reply__descriptor, buf, len, &pm,
+                        err);
     if (st != FF_OK)
         return st;
-    m = fedfuse__register_reply__unpack(NULL, len, buf);
-    if (m == NULL)
-        return ff_error_set(err, FF_ERR_FORMAT,
-                            "RegisterReply does not parse");
+    m = (Fedfuse__RegisterReply *)pm;
     out->accepted = m->accepted != 0;
     out->poll_interval_ms = m->poll_interval_ms;
-    st = copy_text(out->reason, sizeof out->reason, m->reason, "reason",
-                   err);
+    st = ff_wire_text_copy(out->reason, sizeof out->reason, m->reason,
+                           "reason", err);
     fedfuse__register_reply__free_unpacked(m, NULL);
     return st;
 }
@@ -213,12 +160,9 @@ static ff_status config_decode(const Fedfuse__TrainConfig *c,
         return ff_error_set(err, FF_ERR_FORMAT,
                             "momentum, dropout or weight decay out of "
                             "range");
-    if (c->optimizer == NULL || (strcmp(c->optimizer, "sgd") != 0 &&
-                                 strcmp(c->optimizer, "adam") != 0))
+    if (!ff_wire_optimizer_valid(c->optimizer))
         return ff_error_set(err, FF_ERR_FORMAT, "unknown optimizer");
-    if (c->lr_schedule == NULL ||
-        (strcmp(c->lr_schedule, "constant") != 0 &&
-         strcmp(c->lr_schedule, "cosine") != 0))
+    if (!ff_wire_lr_schedule_valid(c->lr_schedule))
         return ff_error_set(err, FF_ERR_FORMAT, "unknown lr schedule");
     out->epochs = c->epochs;
     out->batch_size = c->batch_size;
@@ -236,16 +180,16 @@ ff_status ff_site_wire_poll_reply_decode(const uint8_t *buf, size_t len,
                                          ff_wire_poll_reply *out,
                                          ff_error *err)
 {
+    ProtobufCMessage *pm;
     Fedfuse__PollReply *m;
     ff_status st = FF_OK;
 
     memset(out, 0, sizeof *out);
-    st = check_message_len(len, "PollReply", err);
+    st = ff_wire_unpack(&fedfuse__poll_reply__descriptor, buf, len, &pm,
+                        err);
     if (st != FF_OK)
         return st;
-    m = fedfuse__poll_reply__unpack(NULL, len, buf);
-    if (m == NULL)
-        return ff_error_set(err, FF_ERR_FORMAT, "PollReply does not parse");
+    m = (Fedfuse__PollReply *)pm;
 
     /* The action decides which fields matter. */
     out->action = (ff_wire_action)m->action;
@@ -271,16 +215,16 @@ ff_status ff_site_wire_model_chunk_decode(const uint8_t *buf, size_t len,
                                           ff_wire_model_chunk *out,
                                           ff_error *err)
 {
+    ProtobufCMessage *pm;
     Fedfuse__ModelChunk *m;
     ff_status st;
 
     memset(out, 0, sizeof *out);
-    st = check_message_len(len, "ModelChunk", err);
+    st = ff_wire_unpack(&fedfuse__model_chunk__descriptor, buf, len, &pm,
+                        err);
     if (st != FF_OK)
         return st;
-    m = fedfuse__model_chunk__unpack(NULL, len, buf);
-    if (m == NULL)
-        return ff_error_set(err, FF_ERR_FORMAT, "ModelChunk does not parse");
+    m = (Fedfuse__ModelChunk *)pm;
 
     /* Every length is bounded before the caller allocates anything. */
     if (m->data.len > FF_WIRE_CHUNK_MAX)
@@ -329,19 +273,19 @@ ff_status ff_site_wire_upload_reply_decode(const uint8_t *buf, size_t len,
                                            ff_wire_upload_reply *out,
                                            ff_error *err)
 {
+    ProtobufCMessage *pm;
     Fedfuse__UploadReply *m;
     ff_status st;
 
     memset(out, 0, sizeof *out);
-    st = check_message_len(len, "UploadReply", err);
+    st = ff_wire_unpack(&fedfuse__upload_reply__descriptor, buf, len, &pm,
+                        err);
     if (st != FF_OK)
         return st;
-    m = fedfuse__upload_reply__unpack(NULL, len, buf);
-    if (m == NULL)
-        return ff_error_set(err, FF_ERR_FORMAT, "UploadReply does not parse");
+    m = (Fedfuse__UploadReply *)pm;
     out->accepted = m->accepted != 0;
-    st = copy_text(out->reason, sizeof out->reason, m->reason, "reason",
-                   err);
+    st = ff_wire_text_copy(out->reason, sizeof out->reason, m->reason,
+                           "reason", err);
     fedfuse__upload_reply__free_unpacked(m, NULL);
     return st;
 }

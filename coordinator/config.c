@@ -3,11 +3,10 @@
  */
 #include "config.h"
 
-#include <errno.h>
-#include <ini.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../common/ff_config.h"
 
 void ff_coord_config_default(ff_coord_config *c)
 {
@@ -54,65 +53,7 @@ void ff_coord_config_usage(FILE *f)
         f);
 }
 
-/* ---- value parsers ---- */
-
-static ff_status parse_int(const char *v, int lo, int hi, int *out,
-                           const char *key, ff_error *err)
-{
-    char *end;
-    long x;
-
-    errno = 0;
-    x = strtol(v, &end, 10);
-    if (errno != 0 || end == v || *end != '\0' || x < lo || x > hi)
-        return ff_error_set(err, FF_ERR_CONFIG,
-                            "%s: '%s' is not an integer in %d..%d", key, v,
-                            lo, hi);
-    *out = (int)x;
-    return FF_OK;
-}
-
-static ff_status parse_double(const char *v, double lo, double hi,
-                              double *out, const char *key, ff_error *err)
-{
-    char *end;
-    double x;
-
-    errno = 0;
-    x = strtod(v, &end);
-    if (errno != 0 || end == v || *end != '\0' || !isfinite(x) || x < lo ||
-        x > hi)
-        return ff_error_set(err, FF_ERR_CONFIG,
-                            "%s: '%s' is not a number in %g..%g", key, v, lo,
-                            hi);
-    *out = x;
-    return FF_OK;
-}
-
-static ff_status parse_u64(const char *v, uint64_t *out, const char *key,
-                           ff_error *err)
-{
-    char *end;
-    unsigned long long x;
-
-    errno = 0;
-    x = strtoull(v, &end, 10);
-    if (errno != 0 || end == v || *end != '\0' || v[0] == '-')
-        return ff_error_set(err, FF_ERR_CONFIG,
-                            "%s: '%s' is not an unsigned integer", key, v);
-    *out = (uint64_t)x;
-    return FF_OK;
-}
-
-static ff_status copy_str(char *dst, size_t cap, const char *v,
-                          const char *key, ff_error *err)
-{
-    if (strlen(v) >= cap)
-        return ff_error_set(err, FF_ERR_CONFIG, "%s: value longer than %zu "
-                            "bytes", key, cap - 1);
-    strcpy(dst, v);
-    return FF_OK;
-}
+/* ---- values ---- */
 
 /* Splits "a, b,c" into validated, distinct site ids. */
 static ff_status parse_sites(ff_coord_config *c, const char *v,
@@ -181,9 +122,9 @@ static ff_status set_train(ff_coord_config *c, const char *k, const char *v,
     ff_status st;
 
     if (strcmp(k, "epochs") == 0)
-        return parse_int(v, 1, 1000, &t->epochs, k, err);
+        return ff_config_parse_int(v, 1, 1000, &t->epochs, k, err);
     if (strcmp(k, "batch") == 0)
-        return parse_int(v, 1, 65536, &t->batch_size, k, err);
+        return ff_config_parse_int(v, 1, 65536, &t->batch_size, k, err);
     if (strcmp(k, "optimizer") == 0)
         return parse_optimizer(v, &t->optimizer, err);
     if (strcmp(k, "lr-schedule") == 0) {
@@ -195,14 +136,14 @@ static ff_status set_train(ff_coord_config *c, const char *k, const char *v,
         return FF_OK;
     }
     if (strcmp(k, "seed") == 0) {
-        st = parse_u64(v, &t->seed, k, err);
+        st = ff_config_parse_u64(v, &t->seed, k, err);
         c->init_seed = t->seed;
         return st;
     }
     if (strcmp(k, "lr") == 0 || strcmp(k, "momentum") == 0 ||
         strcmp(k, "dropout") == 0 || strcmp(k, "weight-decay") == 0) {
         double hi = strcmp(k, "lr") == 0 ? 100.0 : 0.999999;
-        st = parse_double(v, 0.0, hi, &x, k, err);
+        st = ff_config_parse_double(v, 0.0, hi, &x, k, err);
         if (st != FF_OK)
             return st;
         if (strcmp(k, "lr") == 0)
@@ -218,44 +159,46 @@ static ff_status set_train(ff_coord_config *c, const char *k, const char *v,
     return FF_ERR_NOT_FOUND;
 }
 
-/* Sets option k (flag name without dashes) to v. */
-static ff_status set_option(ff_coord_config *c, const char *k, const char *v,
+/* Sets option k (flag name without dashes) to v (an ff_config_set_fn). */
+static ff_status set_option(void *ctx, const char *k, const char *v,
                             ff_error *err)
 {
+    ff_coord_config *c = ctx;
     int ms = 0;
     ff_status st;
 
     if (strcmp(k, "listen") == 0)
-        return copy_str(c->listen, sizeof c->listen, v, k, err);
+        return ff_config_copy_str(c->listen, sizeof c->listen, v, k, err);
     if (strcmp(k, "port-file") == 0)
-        return copy_str(c->port_file, sizeof c->port_file, v, k, err);
+        return ff_config_copy_str(c->port_file, sizeof c->port_file, v, k, err);
     if (strcmp(k, "db") == 0)
-        return copy_str(c->db, sizeof c->db, v, k, err);
+        return ff_config_copy_str(c->db, sizeof c->db, v, k, err);
     if (strcmp(k, "test") == 0)
-        return copy_str(c->test_manifest, sizeof c->test_manifest, v, k,
-                        err);
+        return ff_config_copy_str(c->test_manifest, sizeof c->test_manifest, v,
+                                  k, err);
     if (strcmp(k, "model") == 0) {
         if (!ff_wire_id_valid(v))
             return ff_error_set(err, FF_ERR_CONFIG,
                                 "model: '%s' is not a valid name", v);
-        return copy_str(c->model, sizeof c->model, v, k, err);
+        return ff_config_copy_str(c->model, sizeof c->model, v, k, err);
     }
     if (strcmp(k, "sites") == 0)
         return parse_sites(c, v, err);
     if (strcmp(k, "rounds") == 0)
-        return parse_int(v, 1, 1000000, &c->rounds, k, err);
+        return ff_config_parse_int(v, 1, 1000000, &c->rounds, k, err);
     if (strcmp(k, "min-sites") == 0)
-        return parse_int(v, 1, FF_COORD_MAX_SITES, &c->min_sites, k, err);
+        return ff_config_parse_int(v, 1, FF_COORD_MAX_SITES, &c->min_sites, k,
+                                   err);
     if (strcmp(k, "threads") == 0)
-        return parse_int(v, 1, 64, &c->threads, k, err);
+        return ff_config_parse_int(v, 1, 64, &c->threads, k, err);
     if (strcmp(k, "wait-sites") == 0)
-        return parse_double(v, 0.0, 86400.0, &c->wait_sites, k, err);
+        return ff_config_parse_double(v, 0.0, 86400.0, &c->wait_sites, k, err);
     if (strcmp(k, "deadline") == 0)
-        return parse_double(v, 0.1, 86400.0, &c->deadline, k, err);
+        return ff_config_parse_double(v, 0.1, 86400.0, &c->deadline, k, err);
     if (strcmp(k, "finish-grace") == 0)
-        return parse_double(v, 0.0, 3600.0, &c->finish_grace, k, err);
+        return ff_config_parse_double(v, 0.0, 3600.0, &c->finish_grace, k, err);
     if (strcmp(k, "poll-interval") == 0) {
-        st = parse_int(v, 10, 60000, &ms, k, err);
+        st = ff_config_parse_int(v, 10, 60000, &ms, k, err);
         if (st == FF_OK)
             c->poll_interval_ms = (unsigned)ms;
         return st;
@@ -266,130 +209,24 @@ static ff_status set_option(ff_coord_config *c, const char *k, const char *v,
     return st;
 }
 
-/* ---- INI file ---- */
+/* ---- command line and INI file ---- */
 
-typedef struct ini_ctx {
-    ff_coord_config *c;
-    ff_error *err;
-    ff_status st;
-} ini_ctx;
-
-/* inih callback: one key of [coordinator] or [training]. */
-static int ini_key(void *user, const char *section, const char *name,
-                       const char *value)
-{
-    ini_ctx *x = user;
-    char key[64];
-    size_t i;
-
-    if (strcmp(section, "coordinator") != 0 &&
-        strcmp(section, "training") != 0) {
-        x->st = ff_error_set(x->err, FF_ERR_CONFIG, "unknown section [%s]",
-                             section);
-        return 0;
-    }
-    if (strlen(name) >= sizeof key) {
-        x->st = ff_error_set(x->err, FF_ERR_CONFIG, "key too long");
-        return 0;
-    }
-    for (i = 0; name[i] != '\0'; i++)
-        key[i] = name[i] == '_' ? '-' : name[i];
-    key[i] = '\0';
-    x->st = set_option(x->c, key, value, x->err);
-    return x->st == FF_OK;
-}
-
-static ff_status load_ini(ff_coord_config *c, const char *path,
-                          ff_error *err)
-{
-    ini_ctx x = {c, err, FF_OK};
-    int rc = ini_parse(path, ini_key, &x);
-
-    if (rc == -1)
-        return ff_error_set(err, FF_ERR_IO, "cannot open config file %s",
-                            path);
-    if (rc == -2)
-        return ff_error_set(err, FF_ERR_NOMEM, "out of memory reading %s",
-                            path);
-    if (rc > 0) {
-        if (x.st == FF_OK)
-            return ff_error_set(err, FF_ERR_CONFIG, "%s:%d: syntax error",
-                                path, rc);
-        return ff_error_wrap(err, FF_ERR_CONFIG, "%s:%d", path, rc);
-    }
-    return FF_OK;
-}
-
-/* ---- command line ---- */
-
-/* Splits argv[*i] ("--key", "--key=value") into key and value; a value not
- * joined by '=' is the next argument. */
-static ff_status next_flag(int argc, char **argv, int *i, char *key,
-                           size_t cap, const char **value, ff_error *err)
-{
-    const char *a = argv[*i];
-    const char *eq;
-    size_t n;
-
-    if (strncmp(a, "--", 2) != 0)
-        return ff_error_set(err, FF_ERR_CONFIG, "unexpected argument '%s'",
-                            a);
-    a += 2;
-    eq = strchr(a, '=');
-    n = eq ? (size_t)(eq - a) : strlen(a);
-    if (n == 0 || n >= cap)
-        return ff_error_set(err, FF_ERR_CONFIG, "bad option '%s'", argv[*i]);
-    memcpy(key, a, n);
-    key[n] = '\0';
-    if (eq != NULL) {
-        *value = eq + 1;
-    } else if (strcmp(key, "help") == 0) {
-        *value = NULL;
-    } else {
-        if (*i + 1 >= argc)
-            return ff_error_set(err, FF_ERR_CONFIG, "--%s needs a value",
-                                key);
-        *value = argv[++*i];
-    }
-    return FF_OK;
-}
+/* The INI sections that hold coordinator options. */
+static const char *const coord_sections[] = {"coordinator", "training",
+                                             NULL};
 
 ff_status ff_coord_config_parse(ff_coord_config *c, int argc, char **argv,
                                 int *help, ff_error *err)
 {
+    ff_config_options o = {coord_sections, set_option, c};
     const char *env = getenv("FEDFUSE_DB");
-    char key[64];
-    const char *value = NULL;
-    ff_status st;
-    int i;
+    ff_status st = ff_config_args_parse(&o, argc, argv, help, err);
 
-    /* First pass: --help and --config. */
-    *help = 0;
-    for (i = 1; i < argc; i++) {
-        st = next_flag(argc, argv, &i, key, sizeof key, &value, err);
-        if (st != FF_OK)
-            return st;
-        if (strcmp(key, "help") == 0) {
-            *help = 1;
-            return FF_OK;
-        }
-        if (strcmp(key, "config") == 0) {
-            st = load_ini(c, value, err);
-            if (st != FF_OK)
-                return st;
-        }
-    }
-
-    /* Second pass: every other flag overrides the file. */
-    for (i = 1; i < argc; i++) {
-        st = next_flag(argc, argv, &i, key, sizeof key, &value, err);
-        if (st == FF_OK && strcmp(key, "config") != 0)
-            st = set_option(c, key, value, err);
-        if (st != FF_OK)
-            return ff_error_wrap(err, FF_ERR_CONFIG, "command line");
-    }
+    /* The environment names the database when nothing else did. */
+    if (st != FF_OK || *help)
+        return st;
     if (c->db[0] == '\0' && env != NULL)
-        return copy_str(c->db, sizeof c->db, env, "FEDFUSE_DB", err);
+        return ff_config_copy_str(c->db, sizeof c->db, env, "FEDFUSE_DB", err);
     return FF_OK;
 }
 

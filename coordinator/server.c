@@ -13,7 +13,6 @@
 #include "server.h"
 
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
@@ -25,6 +24,7 @@
 #include <time.h>
 
 #include "../common/ff_log.h"
+#include "../proto/ff_grpc_buf.h"
 #include "wire.h"
 
 /* Calls requested ahead, and worker threads. */
@@ -219,38 +219,6 @@ static void call_fail(call *c, ff_status st, const ff_error *err)
     call_finish(c, NULL, status_code(st), ff_error_text(err), 0);
 }
 
-/* ---- byte buffers ---- */
-
-/* Wraps encoded bytes in a byte buffer (taking ownership of them). */
-static grpc_byte_buffer *bytes_to_buffer(ff_wire_bytes *b)
-{
-    grpc_slice s = grpc_slice_new(b->data, b->len, free);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-
-    grpc_slice_unref(s);
-    b->data = NULL;
-    return bb;
-}
-
-/* Joins a received buffer into one slice, refusing one over the limit
- * before copying. The caller unrefs *out. */
-static ff_status buffer_read(grpc_byte_buffer *bb, grpc_slice *out,
-                             ff_error *err)
-{
-    grpc_byte_buffer_reader r;
-    size_t len = grpc_byte_buffer_length(bb);
-
-    if (len > FF_WIRE_MESSAGE_MAX)
-        return ff_error_set(err, FF_ERR_TOO_LARGE,
-                            "message of %zu bytes exceeds %u", len,
-                            (unsigned)FF_WIRE_MESSAGE_MAX);
-    if (!grpc_byte_buffer_reader_init(&r, bb))
-        return ff_error_set(err, FF_ERR_FORMAT, "unreadable message");
-    *out = grpc_byte_buffer_reader_readall(&r);
-    grpc_byte_buffer_reader_destroy(&r);
-    return FF_OK;
-}
-
 /* ---- unary methods: Register, Poll ---- */
 
 static ff_status handle_register(call *c, const grpc_slice *in,
@@ -299,7 +267,7 @@ static void unary_received(call *c)
     ff_wire_bytes out = {NULL, 0};
     ff_error err = {0};
     grpc_slice in;
-    ff_status st = buffer_read(c->recv, &in, &err);
+    ff_status st = ff_grpc_buf_read(c->recv, "message", &in, &err);
 
     if (st == FF_OK) {
         st = c->method == METHOD_REGISTER ? handle_register(c, &in, &out,
@@ -312,7 +280,7 @@ static void unary_received(call *c)
         call_fail(c, st, &err);
         return;
     }
-    call_finish(c, bytes_to_buffer(&out), GRPC_STATUS_OK, "", 0);
+    call_finish(c, ff_grpc_buf_from_bytes(&out), GRPC_STATUS_OK, "", 0);
 }
 
 /* ---- DownloadModel: server streaming ---- */
@@ -345,7 +313,7 @@ static void download_next(call *c)
     /* One send outstanding at a time. */
     if (c->send != NULL)
         grpc_byte_buffer_destroy(c->send);
-    c->send = bytes_to_buffer(&out);
+    c->send = ff_grpc_buf_from_bytes(&out);
     c->sending = ch.len;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_SEND_MESSAGE;
@@ -360,7 +328,7 @@ static void download_received(call *c)
     ff_wire_download req;
     ff_error err = {0};
     grpc_slice in;
-    ff_status st = buffer_read(c->recv, &in, &err);
+    ff_status st = ff_grpc_buf_read(c->recv, "message", &in, &err);
 
     if (st == FF_OK) {
         st = ff_coord_wire_download_decode(GRPC_SLICE_START_PTR(in),
@@ -395,7 +363,7 @@ static void upload_reply(call *c, int accepted, const char *reason)
         call_fail(c, FF_ERR_INTERNAL, &err);
         return;
     }
-    call_finish(c, bytes_to_buffer(&out), GRPC_STATUS_OK, "", 0);
+    call_finish(c, ff_grpc_buf_from_bytes(&out), GRPC_STATUS_OK, "", 0);
 }
 
 /* Handles one decoded upload message; returns 1 to read on, 0 when the
@@ -453,7 +421,7 @@ static void upload_received(call *c)
     }
 
     /* One message: decode, hand over, read on. */
-    st = buffer_read(c->recv, &in, &err);
+    st = ff_grpc_buf_read(c->recv, "message", &in, &err);
     grpc_byte_buffer_destroy(c->recv);
     c->recv = NULL;
     if (st == FF_OK) {
@@ -599,8 +567,8 @@ static void *worker_main(void *arg)
 ff_status ff_server_create(ff_server **out, const char *listen, int *port,
                            ff_error *err)
 {
-    grpc_arg args[2];
-    grpc_channel_args ca = {2, args};
+    grpc_arg args[FF_GRPC_BUF_LIMIT_ARGS];
+    grpc_channel_args ca = {FF_GRPC_BUF_LIMIT_ARGS, args};
     grpc_server_credentials *creds;
     pthread_condattr_t cattr;
     ff_server *s;
@@ -616,13 +584,7 @@ ff_status ff_server_create(ff_server **out, const char *listen, int *port,
     pthread_condattr_destroy(&cattr);
 
     /* Receive limits a little above one chunk. */
-    memset(args, 0, sizeof args);
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)FF_WIRE_MESSAGE_MAX;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[1].value.integer = (int)FF_WIRE_MESSAGE_MAX;
+    ff_grpc_buf_limit_args(args);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     s->server = grpc_server_create(&ca, NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);

@@ -5,56 +5,14 @@
 #include "wire.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "fedfuse.pb-c.h"
 
 #include "../model/ff_input.h"
+#include "../proto/ff_wire_codec.h"
 
-/* ---- shared helpers ---- */
-
-/* Refuses a serialised message longer than the protocol allows. */
-static ff_status check_message_len(size_t len, const char *what,
-                                   ff_error *err)
-{
-    if (len > FF_WIRE_MESSAGE_MAX)
-        return ff_error_set(err, FF_ERR_TOO_LARGE,
-                            "%s of %zu bytes exceeds the %u-byte limit",
-                            what, len, (unsigned)FF_WIRE_MESSAGE_MAX);
-    return FF_OK;
-}
-
-/* Returns 1 when s holds no control characters (bytes below 0x20, 0x7f). */
-static int text_printable(const char *s)
-{
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f)
-            return 0;
-    }
-    return 1;
-}
-
-/* Copies a free-text field of at most cap-1 bytes; NULL reads as "". */
-static ff_status copy_text(char *dst, size_t cap, const char *src,
-                           const char *field, ff_error *err)
-{
-    size_t n;
-
-    if (src == NULL)
-        src = "";
-    n = strlen(src);
-    if (n >= cap)
-        return ff_error_set(err, FF_ERR_TOO_LARGE,
-                            "%s has %zu bytes, more than %zu", field, n,
-                            cap - 1);
-    if (!text_printable(src))
-        return ff_error_set(err, FF_ERR_FORMAT,
-                            "%s holds control characters", field);
-    memcpy(dst, src, n + 1);
-    return FF_OK;
-}
+/* ---- field checks ---- */
 
 /* Copies and validates a site id. */
 static ff_status copy_site_id(char dst[FF_WIRE_ID_MAX + 1], const char *src,
@@ -92,21 +50,6 @@ static ff_status copy_hex_digest(char dst[FF_WIRE_DIGEST_HEX + 1],
     return FF_OK;
 }
 
-/* Serialises m into a malloc'd buffer. */
-static ff_status pack_message(const ProtobufCMessage *m, ff_wire_bytes *out,
-                              ff_error *err)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-
-    out->data = malloc(n > 0 ? n : 1);
-    out->len = 0;
-    if (out->data == NULL)
-        return ff_error_set(err, FF_ERR_NOMEM, "out of memory packing %zu "
-                            "bytes", n);
-    out->len = protobuf_c_message_pack(m, out->data);
-    return FF_OK;
-}
-
 /* ---- requests ---- */
 
 /* Turns modality names into bits; an unknown name is an error. */
@@ -137,23 +80,22 @@ static ff_status modalities_decode(char **names, size_t n, uint32_t *bits,
 ff_status ff_coord_wire_register_decode(const uint8_t *buf, size_t len,
                                         ff_wire_register *out, ff_error *err)
 {
+    ProtobufCMessage *pm;
     Fedfuse__RegisterRequest *m;
     ff_status st;
 
     memset(out, 0, sizeof *out);
-    st = check_message_len(len, "RegisterRequest", err);
+    st = ff_wire_unpack(&fedfuse__register_request__descriptor, buf, len, &pm,
+                        err);
     if (st != FF_OK)
         return st;
-    m = fedfuse__register_request__unpack(NULL, len, buf);
-    if (m == NULL)
-        return ff_error_set(err, FF_ERR_FORMAT,
-                            "RegisterRequest does not parse");
+    m = (Fedfuse__RegisterRequest *)pm;
 
     /* Each field in turn; the first bad one names the error. */
     st = copy_site_id(out->site_id, m->site_id, err);
     if (st == FF_OK)
-        st = copy_text(out->code_version, sizeof out->code_version,
-                       m->code_version, "code_version", err);
+        st = ff_wire_text_copy(out->code_version, sizeof out->code_version,
+                               m->code_version, "code_version", err);
     if (st == FF_OK)
         st = modalities_decode(m->modalities, m->n_modalities,
                                &out->modalities, err);
@@ -167,16 +109,16 @@ ff_status ff_coord_wire_register_decode(const uint8_t *buf, size_t len,
 ff_status ff_coord_wire_poll_decode(const uint8_t *buf, size_t len,
                                     ff_wire_poll *out, ff_error *err)
 {
+    ProtobufCMessage *pm;
     Fedfuse__PollRequest *m;
     ff_status st;
 
     memset(out, 0, sizeof *out);
-    st = check_message_len(len, "PollRequest", err);
+    st = ff_wire_unpack(&fedfuse__poll_request__descriptor, buf, len, &pm,
+                        err);
     if (st != FF_OK)
         return st;
-    m = fedfuse__poll_request__unpack(NULL, len, buf);
-    if (m == NULL)
-        return ff_error_set(err, FF_ERR_FORMAT, "PollRequest does not parse");
+    m = (Fedfuse__PollRequest *)pm;
     st = copy_site_id(out->site_id, m->site_id, err);
     fedfuse__poll_request__free_unpacked(m, NULL);
     return st;
@@ -185,17 +127,16 @@ ff_status ff_coord_wire_poll_decode(const uint8_t *buf, size_t len,
 ff_status ff_coord_wire_download_decode(const uint8_t *buf, size_t len,
                                         ff_wire_download *out, ff_error *err)
 {
+    ProtobufCMessage *pm;
     Fedfuse__DownloadRequest *m;
     ff_status st;
 
     memset(out, 0, sizeof *out);
-    st = check_message_len(len, "DownloadRequest", err);
+    st = ff_wire_unpack(&fedfuse__download_request__descriptor, buf, len, &pm,
+                        err);
     if (st != FF_OK)
         return st;
-    m = fedfuse__download_request__unpack(NULL, len, buf);
-    if (m == NULL)
-        return ff_error_set(err, FF_ERR_FORMAT,
-                            "DownloadRequest does not parse");
+    m = (Fedfuse__DownloadRequest *)pm;
     st = copy_site_id(out->site_id, m->site_id, err);
     out->round = m->round;
     if (st == FF_OK && m->round < 1)
@@ -263,17 +204,16 @@ static ff_status chunk_decode(Fedfuse__UpdateMessage *m,
 ff_status ff_coord_wire_update_decode(const uint8_t *buf, size_t len,
                                       ff_wire_update_msg *out, ff_error *err)
 {
+    ProtobufCMessage *pm;
     Fedfuse__UpdateMessage *m;
     ff_status st;
 
     memset(out, 0, sizeof *out);
-    st = check_message_len(len, "UpdateMessage", err);
+    st = ff_wire_unpack(&fedfuse__update_message__descriptor, buf, len, &pm,
+                        err);
     if (st != FF_OK)
         return st;
-    m = fedfuse__update_message__unpack(NULL, len, buf);
-    if (m == NULL)
-        return ff_error_set(err, FF_ERR_FORMAT,
-                            "UpdateMessage does not parse");
+    m = (Fedfuse__UpdateMessage *)pm;
 
     /* A header is copied out; a chunk keeps its message alive. */
     if (m->kind_case == FEDFUSE__UPDATE_MESSAGE__KIND_HEADER) {
@@ -324,7 +264,7 @@ ff_status ff_coord_wire_register_reply_encode(const ff_wire_register_reply *r,
     m.accepted = r->accepted != 0;
     m.reason = (char *)r->reason;
     m.poll_interval_ms = r->poll_interval_ms;
-    return pack_message(&m.base, out, err);
+    return ff_wire_pack(&m.base, out, err);
 }
 
 ff_status ff_coord_wire_poll_reply_encode(const ff_wire_poll_reply *r,
@@ -338,12 +278,10 @@ ff_status ff_coord_wire_poll_reply_encode(const ff_wire_poll_reply *r,
         r->action != FF_WIRE_FINISHED)
         return ff_error_set(err, FF_ERR_ARG, "invalid action %d",
                             (int)r->action);
-    if (strcmp(tc->optimizer, "sgd") != 0 &&
-        strcmp(tc->optimizer, "adam") != 0)
+    if (!ff_wire_optimizer_valid(tc->optimizer))
         return ff_error_set(err, FF_ERR_ARG, "invalid optimizer '%s'",
                             tc->optimizer);
-    if (strcmp(tc->lr_schedule, "constant") != 0 &&
-        strcmp(tc->lr_schedule, "cosine") != 0)
+    if (!ff_wire_lr_schedule_valid(tc->lr_schedule))
         return ff_error_set(err, FF_ERR_ARG, "invalid lr schedule '%s'",
                             tc->lr_schedule);
 
@@ -362,7 +300,7 @@ ff_status ff_coord_wire_poll_reply_encode(const ff_wire_poll_reply *r,
     m.model_version = r->model_version;
     m.config = &c;
     m.poll_interval_ms = r->poll_interval_ms;
-    return pack_message(&m.base, out, err);
+    return ff_wire_pack(&m.base, out, err);
 }
 
 ff_status ff_coord_wire_model_chunk_encode(const ff_wire_model_chunk *c,
@@ -383,7 +321,7 @@ ff_status ff_coord_wire_model_chunk_encode(const ff_wire_model_chunk *c,
     m.model_version = c->model_version;
     m.data.data = (uint8_t *)c->data;
     m.data.len = c->len;
-    return pack_message(&m.base, out, err);
+    return ff_wire_pack(&m.base, out, err);
 }
 
 ff_status ff_coord_wire_upload_reply_encode(const ff_wire_upload_reply *r,
@@ -396,5 +334,5 @@ ff_status ff_coord_wire_upload_reply_encode(const ff_wire_upload_reply *r,
         return st;
     m.accepted = r->accepted != 0;
     m.reason = (char *)r->reason;
-    return pack_message(&m.base, out, err);
+    return ff_wire_pack(&m.base, out, err);
 }

@@ -17,73 +17,23 @@
 #include <string.h>
 
 #include "../common/ff_log.h"
+#include "../model/ff_rng.h"
 
-/* ---- random numbers (xoshiro256**, seeded by splitmix64) -------------- */
+/* ---- random numbers (model/ff_rng: xoshiro256**, seeded by splitmix64) - */
 
-typedef struct rng {
-    uint64_t s[4];
-} rng;
-
-static uint64_t
-splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static void
-rng_seed(rng *r, uint64_t seed)
-{
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&seed);
-}
-
-static uint64_t
-rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t
-rng_next(rng *r)
-{
-    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-
-/* Uniform in (0, 1): never exactly 0 or 1. */
+/* Uniform in (0, 1): never exactly 0 or 1 (ff_rng_uniform may give 0,
+ * which rng_gamma's log and pow must not see). */
 static double
-rng_uniform(rng *r)
+rng_uniform(ff_rng *r)
 {
-    return ((double)(rng_next(r) >> 11) + 0.5) * 0x1.0p-53;
-}
-
-/* Uniform integer in [0, n), without modulo bias. */
-static size_t
-rng_below(rng *r, size_t n)
-{
-    uint64_t limit = UINT64_MAX - UINT64_MAX % n, v;
-
-    do
-        v = rng_next(r);
-    while (v >= limit);
-    return (size_t)(v % n);
+    return ((double)(ff_rng_next(r) >> 11) + 0.5) * 0x1.0p-53;
 }
 
 static void
-rng_shuffle(rng *r, int *a, size_t n)
+rng_shuffle(ff_rng *r, int *a, size_t n)
 {
     for (size_t i = n; i > 1; i--) {
-        size_t j = rng_below(r, i);
+        size_t j = ff_rng_below(r, i);
         int t = a[i - 1];
         a[i - 1] = a[j];
         a[j] = t;
@@ -91,7 +41,7 @@ rng_shuffle(rng *r, int *a, size_t n)
 }
 
 static double
-rng_normal(rng *r)
+rng_normal(ff_rng *r)
 {
     return sqrt(-2.0 * log(rng_uniform(r))) *
            cos(2.0 * M_PI * rng_uniform(r));
@@ -99,7 +49,7 @@ rng_normal(rng *r)
 
 /* Gamma(a, 1) by Marsaglia and Tsang; a < 1 is boosted through a + 1. */
 static double
-rng_gamma(rng *r, double a)
+rng_gamma(ff_rng *r, double a)
 {
     if (a < 1.0)
         return rng_gamma(r, a + 1.0) * pow(rng_uniform(r), 1.0 / a);
@@ -117,7 +67,7 @@ rng_gamma(rng *r, double a)
 
 /* Label proportions from Dirichlet(alpha, ..., alpha). */
 static void
-rng_dirichlet(rng *r, double alpha, double p[FF_NUM_CLASSES])
+rng_dirichlet(ff_rng *r, double alpha, double p[FF_NUM_CLASSES])
 {
     double sum = 0.0;
 
@@ -183,7 +133,8 @@ pools_cleanup(pool p[FF_NUM_CLASSES])
 static ff_status
 pools_fill(pool p[FF_NUM_CLASSES], size_t n, int (*label_of)(const void *,
            size_t), int (*keep)(const void *, size_t, const ff_fd_part *),
-           const void *src, const ff_fd_part *part, rng *r, ff_error *err)
+           const void *src, const ff_fd_part *part, ff_rng *r,
+           ff_error *err)
 {
     memset(p, 0, sizeof(pool) * FF_NUM_CLASSES);
     for (int l = 0; l < FF_NUM_CLASSES; l++) {
@@ -273,7 +224,7 @@ locales_related(const ff_cldr_locale *a, const ff_cldr_locale *b)
  * FF_FD_LANGS_PER_SITE locales each, whole groups only) in a seeded
  * order; every group left goes to the test set. */
 static ff_status
-deal_languages(const ff_cldr *c, ff_fd_part parts[FF_FD_PARTS], rng *r,
+deal_languages(const ff_cldr *c, ff_fd_part parts[FF_FD_PARTS], ff_rng *r,
                ff_error *err)
 {
     int n = (int)(c->count < FF_FD_MAX_LOCALES ? c->count : FF_FD_MAX_LOCALES);
@@ -411,7 +362,7 @@ typedef struct part_pools {
 
 /* Clears modality m in k randomly chosen records of recs[0..n). */
 static ff_status
-drop_modality(ff_fd_record *recs, size_t n, int m, size_t k, rng *r,
+drop_modality(ff_fd_record *recs, size_t n, int m, size_t k, ff_rng *r,
               ff_error *err)
 {
     int *idx = malloc(sizeof(int) * (n ? n : 1));
@@ -433,7 +384,7 @@ drop_modality(ff_fd_record *recs, size_t n, int m, size_t k, rng *r,
 
 /* Draws the items of one record from the pools. */
 static void
-fill_items(ff_fd_part *p, ff_fd_record *rec, part_pools *pp, rng *r)
+fill_items(ff_fd_part *p, ff_fd_record *rec, part_pools *pp, ff_rng *r)
 {
     int l = rec->label;
 
@@ -455,13 +406,13 @@ fill_items(ff_fd_part *p, ff_fd_record *rec, part_pools *pp, rng *r)
         rec->clip = c->items[c->next++ % c->count];
     }
     if (rec->mods & TXT)
-        rec->locale = p->locales[rng_below(r, (size_t)p->nlocales)];
+        rec->locale = p->locales[ff_rng_below(r, (size_t)p->nlocales)];
 }
 
 /* Plans n[l] records of each label for part p. */
 static ff_status
 plan_records(ff_fd_part *p, const size_t n[FF_NUM_CLASSES], part_pools *pp,
-             rng *r, ff_error *err)
+             ff_rng *r, ff_error *err)
 {
     size_t total = 0, at = 0;
     ff_status st = FF_OK;
@@ -489,7 +440,7 @@ plan_records(ff_fd_part *p, const size_t n[FF_NUM_CLASSES], part_pools *pp,
 
     /* Shuffle the order, then draw every record's items. */
     for (size_t i = total; i > 1; i--) {
-        size_t j = rng_below(r, i);
+        size_t j = ff_rng_below(r, i);
         ff_fd_record t = p->recs[i - 1];
         p->recs[i - 1] = p->recs[j];
         p->recs[j] = t;
@@ -502,8 +453,8 @@ plan_records(ff_fd_part *p, const size_t n[FF_NUM_CLASSES], part_pools *pp,
 
 /* Plans one part: its label mix under the pools' limits, then records. */
 static ff_status
-plan_part(ff_fd_part *p, size_t want, double alpha, part_pools *pp, rng *r,
-          ff_error *err)
+plan_part(ff_fd_part *p, size_t want, double alpha, part_pools *pp,
+          ff_rng *r, ff_error *err)
 {
     size_t cap[FF_NUM_CLASSES], n[FF_NUM_CLASSES], placed;
 
@@ -551,7 +502,7 @@ apply_designs(ff_fd_part parts[FF_FD_PARTS])
 
 /* Gives each site with audio its own speaker, in a seeded order. */
 static ff_status
-deal_speakers(const ff_fsdd *f, ff_fd_part parts[FF_FD_PARTS], rng *r,
+deal_speakers(const ff_fsdd *f, ff_fd_part parts[FF_FD_PARTS], ff_rng *r,
               ff_error *err)
 {
     int order[FF_FSDD_MAX_SPEAKERS], next = 0;
@@ -576,10 +527,10 @@ ff_feddigits_plan(const ff_fd_options *opt, const ff_fd_sources *src,
 {
     pool mnist[FF_NUM_CLASSES];
     part_pools pp;
-    rng r;
+    ff_rng r;
     ff_status st;
 
-    rng_seed(&r, opt->seed);
+    ff_rng_init(&r, opt->seed);
     apply_designs(parts);
     st = deal_languages(&src->cldr, parts, &r, err);
     if (st == FF_OK)

@@ -2,7 +2,8 @@
  * ff_wire.h - the fedfuse wire protocol as plain C: method paths, limits
  * and the structs that the two conversion modules (coordinator/wire.c and
  * client/wire.c) fill from, or turn into, the protobuf messages of
- * proto/fedfuse.proto. Nothing but those two modules sees protobuf.
+ * proto/fedfuse.proto. Nothing but those two modules (and the helpers
+ * they share, proto/ff_wire_codec.h) sees protobuf.
  *
  * Header only; depends on the C library alone.
  */
@@ -11,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* gRPC method paths of the fedfuse.Federation service (federation.proto). */
 #define FF_WIRE_METHOD_REGISTER "/fedfuse.Federation/Register"
@@ -164,6 +166,21 @@ static inline int ff_wire_id_valid(const char *s)
             return 0;
     }
     return n > 0;
+}
+
+/* Returns 1 when s names an optimizer a training config may carry ("sgd",
+ * "adam"); 0 otherwise (NULL included). */
+static inline int ff_wire_optimizer_valid(const char *s)
+{
+    return s != NULL && (strcmp(s, "sgd") == 0 || strcmp(s, "adam") == 0);
+}
+
+/* Returns 1 when s names a learning-rate schedule a training config may
+ * carry ("constant", "cosine"); 0 otherwise (NULL included). */
+static inline int ff_wire_lr_schedule_valid(const char *s)
+{
+    return s != NULL &&
+           (strcmp(s, "constant") == 0 || strcmp(s, "cosine") == 0);
 }
 
 #endif

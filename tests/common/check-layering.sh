@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks the layering rule of docs/architecture.md: which top-level folder's
 # C files may include which other folder's headers, and which system headers
-# (libpq, gRPC, generated protobuf) may appear where. Prints every violation
-# and exits 1 if there is one.
+# (libpq, gRPC, protobuf-c and its generated code) may appear where. Prints
+# every violation and exits 1 if there is one.
 set -uo pipefail
 root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$root" || exit 2
@@ -13,7 +13,7 @@ declare -A allowed=(
   [model]="common"
   [dataset]="common model"
   [privacy]=""
-  [proto]=""
+  [proto]="common"
   [registry]="common"
   [coordinator]="common model dataset registry privacy proto"
   [client]="common model dataset privacy proto"
@@ -41,13 +41,21 @@ for dir in $folders; do
       echo "layering: $f includes libpq (only registry/ may)"; bad=1
     fi
     if grep -qE '^#include <grpc/' "$f"; then
-      case "$dir" in coordinator|client) ;; *)
-        echo "layering: $f includes gRPC (only coordinator/ and client/ may)"; bad=1 ;;
+      case "$f" in coordinator/*|client/*|proto/ff_grpc_buf.[ch]) ;; *)
+        echo "layering: $f includes gRPC" \
+             "(only coordinator/, client/ and proto/ff_grpc_buf.[ch] may)"
+        bad=1 ;;
       esac
     fi
     if grep -qE '^#include [<"][^>"]*\.pb-c\.h[>"]' "$f"; then
       case "$f" in coordinator/wire.c|client/wire.c|proto/*) ;; *)
         echo "layering: $f includes generated protobuf code (only */wire.c may)"; bad=1 ;;
+      esac
+    fi
+    # protobuf-c's runtime, directly or through the shared wire helpers
+    if grep -qE '^#include (<protobuf-c/|"[^"]*ff_wire_codec\.h")' "$f"; then
+      case "$f" in coordinator/wire.c|client/wire.c|proto/*) ;; *)
+        echo "layering: $f includes protobuf-c (only */wire.c and proto/ may)"; bad=1 ;;
       esac
     fi
     if [ "$dir" = privacy ] && grep -qE '^#include <' "$f" &&
