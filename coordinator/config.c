@@ -146,6 +146,9 @@ static ff_status set_train(ff_coord_config *c, const char *k, const char *v,
         st = ff_config_parse_double(v, 0.0, hi, &x, k, err);
         if (st != FF_OK)
             return st;
+        if (strcmp(k, "lr") == 0 && !(x > 0.0))
+            return ff_error_set(err, FF_ERR_CONFIG, "lr: must be above 0, "
+                                "got %s", v);
         if (strcmp(k, "lr") == 0)
             t->lr = (float)x;
         else if (strcmp(k, "momentum") == 0)

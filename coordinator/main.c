@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../common/ff_log.h"
 #include "config.h"
@@ -63,18 +65,26 @@ static void *signal_main(void *arg)
     return NULL;
 }
 
-/* Writes the bound port to path atomically (temp file, then rename). */
+/* Writes the bound port to path atomically: a fresh temp file (mkstemp,
+ * so a planted link is never followed), then rename. */
 static int port_file_write(const char *path, int port)
 {
-    char tmp[FF_COORD_STR_MAX + 8];
+    char tmp[FF_COORD_STR_MAX + 16];
     FILE *f;
+    int fd;
 
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (f == NULL)
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    fd = mkstemp(tmp);
+    if (fd < 0)
         return -1;
+    f = fdopen(fd, "w");
+    if (f == NULL) {
+        close(fd);
+        remove(tmp);
+        return -1;
+    }
     fprintf(f, "%d\n", port);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    if (fclose(f) != 0 || chmod(tmp, 0644) != 0 || rename(tmp, path) != 0) {
         remove(tmp);
         return -1;
     }

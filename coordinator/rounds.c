@@ -466,16 +466,20 @@ static ff_status round_run(ff_federation *f, int r, ff_error *err)
 
 /* ---- the whole federation ---- */
 
-/* Every alive registered site has been told FINISHED. Lock held. */
+/* Every site that may still poll has been told FINISHED: the alive ones,
+ * and the known ones not heard from since this coordinator started (after
+ * a restart they come back to register). Lock held. */
 static int all_told(const ff_federation *f, void *arg)
 {
     double now = ff_fed_now();
     int i;
 
     (void)arg;
-    for (i = 0; i < f->n_sites; i++)
-        if (site_alive(f, &f->sites[i], now) && !f->sites[i].told_finished)
+    for (i = 0; i < f->n_sites; i++) {
+        const ff_fed_site *s = &f->sites[i];
+        if ((site_alive(f, s, now) || !s->registered) && !s->told_finished)
             return 0;
+    }
     return 1;
 }
 
@@ -500,7 +504,7 @@ ff_status ff_federation_run(ff_federation *f, ff_error *err)
 {
     char why[FF_WIRE_TEXT_MAX];
     ff_status st = FF_OK;
-    int first = 1;
+    int first = 1, attempted = 0, start_version = f->version;
 
     /* Rounds until the last one, each preceded by a wait for sites. */
     set_state(f, FF_FED_WAITING, "ready");
@@ -509,6 +513,7 @@ ff_status ff_federation_run(ff_federation *f, ff_error *err)
         if (st != FF_OK || stop_requested(f, NULL, 0))
             break;
         first = 0;
+        attempted++;
         st = round_run(f, f->round + 1, err);
         if (st != FF_OK)
             break;
@@ -516,9 +521,14 @@ ff_status ff_federation_run(ff_federation *f, ff_error *err)
             set_state(f, FF_FED_WAITING, "round over");
     }
 
-    /* Tell the sites, then record why this coordinator stops. */
+    /* Tell the sites, then record why this coordinator stops. A run whose
+     * every round aborted has failed, whatever the cause. */
     if (st == FF_OK && !stop_requested(f, why, sizeof why))
         finish(f);
+    if (st == FF_OK && attempted > 0 && f->version == start_version &&
+        !stop_requested(f, NULL, 0))
+        st = ff_error_set(err, FF_ERR_STATE, "none of the %d rounds of this "
+                          "run was published", attempted);
     if (st != FF_OK)
         snprintf(why, sizeof why, "%s", ff_error_text(err));
     else if (!stop_requested(f, why, sizeof why))

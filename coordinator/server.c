@@ -567,8 +567,8 @@ static void *worker_main(void *arg)
 ff_status ff_server_create(ff_server **out, const char *listen, int *port,
                            ff_error *err)
 {
-    grpc_arg args[FF_GRPC_BUF_LIMIT_ARGS];
-    grpc_channel_args ca = {FF_GRPC_BUF_LIMIT_ARGS, args};
+    grpc_arg args[FF_GRPC_BUF_LIMIT_ARGS + 1];
+    grpc_channel_args ca = {FF_GRPC_BUF_LIMIT_ARGS + 1, args};
     grpc_server_credentials *creds;
     pthread_condattr_t cattr;
     ff_server *s;
@@ -583,8 +583,13 @@ ff_status ff_server_create(ff_server **out, const char *listen, int *port,
     pthread_cond_init(&s->cond, &cattr);
     pthread_condattr_destroy(&cattr);
 
-    /* Receive limits a little above one chunk. */
+    /* Receive limits a little above one chunk; and no SO_REUSEPORT, which
+     * gRPC sets by default: a second coordinator on the same port must
+     * fail, not share the sites with the first. */
     ff_grpc_buf_limit_args(args);
+    args[FF_GRPC_BUF_LIMIT_ARGS].type = GRPC_ARG_INTEGER;
+    args[FF_GRPC_BUF_LIMIT_ARGS].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
+    args[FF_GRPC_BUF_LIMIT_ARGS].value.integer = 0;
     s->cq = grpc_completion_queue_create_for_next(NULL);
     s->server = grpc_server_create(&ca, NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
@@ -595,7 +600,8 @@ ff_status ff_server_create(ff_server **out, const char *listen, int *port,
     grpc_server_credentials_release(creds);
     if (*port == 0) {
         ff_server_destroy(s);
-        return ff_error_set(err, FF_ERR_IO, "cannot listen on %s", listen);
+        return ff_error_set(err, FF_ERR_IO, "cannot listen on %s (address "
+                            "in use, or not a local address)", listen);
     }
     *out = s;
     return FF_OK;
