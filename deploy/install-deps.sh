@@ -9,7 +9,7 @@ packages=(
   libsodium-dev libopenblas-dev libpq-dev postgresql postgresql-client
   libjansson-dev libinih-dev libstb-dev libsndfile1-dev libsamplerate0-dev
   libfftw3-dev zlib1g-dev libcmocka-dev
-  jq procps
+  jq procps iproute2
 )
 
 missing=()

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# A second coordinator on a port that is already served must fail with a
+# reason, not share the port (gRPC turns SO_REUSEPORT on by default, and two
+# coordinators would then split the sites between two federations). Also:
+# a learning rate of 0 is refused before anything starts.
+. "$(dirname "$0")/lib.sh"
+setup
+
+coord_start first --sites site-1 --rounds 1 --min-sites 1 --wait-sites 20 \
+  --deadline 20
+rc=0
+timeout 20 "$FEDFUSE_BIN/fedfuse-coordinator" --listen "127.0.0.1:$PORT" \
+  --db "$DB" --test "$work/fd/test/manifest.jsonl" --sites site-1 \
+  --rounds 1 >"$work/second.out" 2>"$work/second.err" || rc=$?
+[ "$rc" = 1 ] || fail "second coordinator on port $PORT exited $rc, expected 1"
+grep -q "cannot listen on 127.0.0.1:$PORT" "$work/second.err" ||
+  fail "second coordinator did not say why it stopped"
+grep "cannot listen" "$work/second.err"
+[ "$(ss -Hltn "sport = :$PORT" | wc -l)" = 1 ] ||
+  fail "more than one listener on port $PORT"
+
+rc=0
+timeout 20 "$FEDFUSE_BIN/fedfuse-coordinator" --listen 127.0.0.1:0 \
+  --db "$DB" --test "$work/fd/test/manifest.jsonl" --sites site-1 \
+  --lr 0 >"$work/lr.out" 2>"$work/lr.err" || rc=$?
+[ "$rc" = 2 ] || [ "$rc" = 1 ] || fail "--lr 0 exited $rc, expected a refusal"
+grep -q "lr: must be above 0" "$work/lr.err" || fail "--lr 0 gave no reason"
+grep "lr" "$work/lr.err"
+pass
