@@ -67,6 +67,9 @@ ff_ctl_parse_int(const char *text, const char *what, long min, long max,
 
     errno = 0;
     long v = strtol(text, &end, 10);
+    if (errno == 0 && end != text && *end == '\0' && (v < min || v > max))
+        return ff_error_set(err, FF_ERR_ARG, "%s must be %ld..%ld, not %ld",
+                            what, min, max, v);
     if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
         return ff_error_set(err, FF_ERR_ARG,
                             "%s must be a whole number from %ld to %ld, not "
@@ -130,6 +133,44 @@ write_all(int fd, const uint8_t *data, size_t len, ff_error *err)
     return FF_OK;
 }
 
+/* The kind of a non-regular file, for messages. */
+static const char *
+file_kind(mode_t mode)
+{
+    if (S_ISLNK(mode))
+        return "a symbolic link";
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "a device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "not a regular file";
+}
+
+/* Export replaces only regular files: a path that exists as anything
+ * else (symlink, device, FIFO, directory) is refused, never followed.
+ * Errors: FF_ERR_IO. */
+static ff_status
+export_target_check(const char *path, ff_error *err)
+{
+    struct stat st;
+
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return FF_OK;
+        return ff_error_set(err, FF_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode))
+        return ff_error_set(err, FF_ERR_IO,
+                            "%s exists and is %s, not a regular file; "
+                            "refusing to replace it",
+                            path, file_kind(st.st_mode));
+    return FF_OK;
+}
+
 /*
  * Writes data to a temporary file beside path, reads it back, and renames
  * it to path only when the bytes on disk hash to `stored`. Otherwise the
@@ -181,7 +222,8 @@ export_atomic(const char *path, const uint8_t *data, size_t len,
                           actual, stored, path);
         goto done;
     }
-    if (rename(tmp, path) != 0)
+    st = export_target_check(path, err);
+    if (st == FF_OK && rename(tmp, path) != 0)
         st = ff_error_set(err, FF_ERR_IO, "renaming to %s: %s", path,
                           strerror(errno));
 
@@ -209,6 +251,8 @@ ff_ctl_export(ff_ctl *ctl, ff_error *err)
                                     &version, err);
     if (st == FF_OK && path[0] == '\0')
         st = ff_error_set(err, FF_ERR_ARG, "FILE is empty");
+    if (st == FF_OK)
+        st = export_target_check(path, err);
     if (st == FF_OK)
         st = ff_ctl_connect(ctl, &r, err);
     if (st == FF_OK) {

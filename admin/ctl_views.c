@@ -81,26 +81,63 @@ print_section(const char *title, const ff_ctl_table *t, size_t rows,
 
 /* ---- status ---- */
 
+/* A coordinator heartbeats every 2 s; one silent for more than this many
+ * seconds (3 missed intervals plus slack) and not stopped is stale. */
+#define CTL_STALE_AFTER_S 10.0
+
+/* 1 when coordinator c is not stopped and its heartbeat is too old. */
+static int
+coordinator_stale(const json_t *c)
+{
+    const char *state = jstr(c, "state");
+    double age = json_number_value(json_object_get(c, "heartbeat_age_s"));
+
+    return age > CTL_STALE_AFTER_S && state != NULL &&
+           strcmp(state, "stopped") != 0;
+}
+
+/* Adds "stale": true/false to every coordinator object in status s. */
+static ff_status
+mark_stale(json_t *s, ff_error *err)
+{
+    json_t *list = json_object_get(s, "coordinators");
+    json_t *one = json_object_get(s, "coordinator");
+    int bad = 0;
+
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *c = json_array_get(list, i);
+        bad |= json_object_set_new(c, "stale",
+                                   json_boolean(coordinator_stale(c)));
+    }
+    if (json_is_object(one))
+        bad |= json_object_set_new(one, "stale",
+                                   json_boolean(coordinator_stale(one)));
+    if (bad)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+    return FF_OK;
+}
+
 static ff_status
 status_coordinators(const json_t *list, ff_error *err)
 {
     static const char *const h[] = {"MODEL", "STATE", "ADDRESS", "ROUND",
                                     "PID", "HEARTBEAT"};
     ff_ctl_table t;
-    char age[48];
+    char age[48], state[96];
 
     ff_ctl_table_init(&t, 6, h, FF_CTL_CELL);
     t.right = 1u << 3 | 1u << 4;
     for (size_t i = 0; i < json_array_size(list); i++) {
         const json_t *c = json_array_get(list, i);
         double s = json_number_value(json_object_get(c, "heartbeat_age_s"));
-        const char *state = jstr(c, "state");
+        int stale = coordinator_stale(c);
         ff_ctl_age(s, age, sizeof(age));
-        int stale = s > 60.0 && state && strcmp(state, "stopped") != 0;
         size_t n = strlen(age);
-        snprintf(age + n, sizeof(age) - n, " ago%s", stale ? " (stale)" : "");
+        snprintf(age + n, sizeof(age) - n, " ago");
+        if (stale)
+            snprintf(state, sizeof(state), "STALE (%.60s)", jstr(c, "state"));
         ff_ctl_table_cell(&t, jstr(c, "model"));
-        ff_ctl_table_cell(&t, state);
+        ff_ctl_table_cell(&t, stale ? state : jstr(c, "state"));
         ff_ctl_table_cell(&t, jstr(c, "address"));
         cell_int(&t, c, "round");
         cell_int(&t, c, "pid");
@@ -191,8 +228,12 @@ ff_ctl_status(ff_ctl *ctl, ff_error *err)
     ff_status st = ff_ctl_connect(ctl, &r, err);
     if (st == FF_OK)
         st = ff_registry_status(r, &s, err);
-    if (st != FF_OK)
+    if (st == FF_OK)
+        st = mark_stale(s, err);
+    if (st != FF_OK) {
+        json_decref(s);
         return st;
+    }
     if (ctl->json) {
         st = ff_ctl_print_json(s, err);
     } else {

@@ -166,7 +166,10 @@ parse_args(ff_ctl *ctl, const command *c, int argc, char **argv, int *i)
 
     for (; *i < argc; (*i)++) {
         const char *a = argv[*i];
-        if (only_pos || a[0] != '-' || strcmp(a, "-") == 0) {
+        /* "-1" in a command's arguments is a (negative) number, which
+         * the command then refuses as out of range. */
+        int negative = c != NULL && a[0] == '-' && a[1] >= '0' && a[1] <= '9';
+        if (only_pos || negative || a[0] != '-' || strcmp(a, "-") == 0) {
             if (c == NULL)
                 return 0;
             if (ctl->npos == FF_CTL_MAX_POS || ctl->npos >= c->max_pos) {

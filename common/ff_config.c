@@ -5,10 +5,13 @@
 #include "ff_config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Longest option name, flag or INI key, plus its terminator. */
 #define FF_CONFIG_KEY_CAP 64
@@ -116,19 +119,96 @@ static int ini_key(void *user, const char *section, const char *name,
     return x->st == FF_OK;
 }
 
+/* Reads the whole config file at path into a new NUL-terminated buffer
+ * (caller frees). Only a regular file of at most FF_CONFIG_MAX_BYTES is
+ * read: /dev/zero, a FIFO or a directory is refused before any byte is
+ * read, and a file that grows past the cap while being read too. */
+static ff_status read_config_file(const char *path, char **out,
+                                  ff_error *err)
+{
+    struct stat sb;
+    char *buf = NULL;
+    size_t len = 0;
+    ff_status st = FF_OK;
+
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return ff_error_set(err, FF_ERR_IO, "cannot open config file %s: %s",
+                            path, strerror(errno));
+
+    /* Check what it is before reading. */
+    if (fstat(fd, &sb) != 0) {
+        st = ff_error_set(err, FF_ERR_IO, "config file %s: %s", path,
+                          strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = ff_error_set(err, FF_ERR_CONFIG,
+                          "config file %s is not a regular file", path);
+        goto done;
+    }
+    if (sb.st_size > FF_CONFIG_MAX_BYTES) {
+        st = ff_error_set(err, FF_ERR_CONFIG,
+                          "config file %s is larger than %d bytes", path,
+                          FF_CONFIG_MAX_BYTES);
+        goto done;
+    }
+
+    /* Read up to the cap plus one byte, to notice growth. */
+    buf = malloc(FF_CONFIG_MAX_BYTES + 2);
+    if (buf == NULL) {
+        st = ff_error_set(err, FF_ERR_NOMEM, "out of memory reading %s",
+                          path);
+        goto done;
+    }
+    while (len <= FF_CONFIG_MAX_BYTES) {
+        ssize_t n = read(fd, buf + len, FF_CONFIG_MAX_BYTES + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            st = ff_error_set(err, FF_ERR_IO, "reading config file %s: %s",
+                              path, strerror(errno));
+            goto done;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    if (len > FF_CONFIG_MAX_BYTES)
+        st = ff_error_set(err, FF_ERR_CONFIG,
+                          "config file %s is larger than %d bytes", path,
+                          FF_CONFIG_MAX_BYTES);
+    else if (memchr(buf, '\0', len) != NULL)
+        st = ff_error_set(err, FF_ERR_CONFIG,
+                          "config file %s contains a NUL byte", path);
+
+done:
+    close(fd);
+    if (st != FF_OK) {
+        free(buf);
+        return st;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    return FF_OK;
+}
+
 ff_status ff_config_ini_load(const ff_config_options *o, const char *path,
                              ff_error *err)
 {
     ini_ctx x = {o, err, FF_OK};
-    int rc = ini_parse(path, ini_key, &x);
+    char *text = NULL;
 
-    if (rc == -1)
-        return ff_error_set(err, FF_ERR_IO, "cannot open config file %s",
-                            path);
+    ff_status st = read_config_file(path, &text, err);
+    if (st != FF_OK)
+        return st;
+    int rc = ini_parse_string(text, ini_key, &x);
+    free(text);
     if (rc == -2)
         return ff_error_set(err, FF_ERR_NOMEM, "out of memory reading %s",
                             path);
-    if (rc > 0) {
+    if (rc != 0) {
         if (x.st == FF_OK)
             return ff_error_set(err, FF_ERR_CONFIG, "%s:%d: syntax error",
                                 path, rc);

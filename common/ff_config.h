@@ -59,11 +59,17 @@ FF_MUST_USE ff_status ff_config_copy_str(char *dst, size_t cap,
                                          const char *v, const char *key,
                                          ff_error *err);
 
+/* Largest INI file ff_config_ini_load reads (1 MiB). */
+#define FF_CONFIG_MAX_BYTES (1024 * 1024)
+
 /*
  * Reads the INI file at path and sets every key of o->sections through
- * o->set. Errors: FF_ERR_IO (cannot open), FF_ERR_NOMEM, FF_ERR_CONFIG
- * (an unknown section, a key over 63 bytes, a syntax error, or what
- * o->set returned, prefixed with path:line).
+ * o->set. Only a regular file of at most FF_CONFIG_MAX_BYTES is read;
+ * anything else (a directory, /dev/zero, a FIFO) is refused before a byte
+ * is read. Errors: FF_ERR_IO (cannot open or read), FF_ERR_NOMEM,
+ * FF_ERR_CONFIG (not a regular file, over the size cap, a NUL byte, an
+ * unknown section, a key over 63 bytes, a syntax error, or what o->set
+ * returned, prefixed with path:line).
  */
 FF_MUST_USE ff_status ff_config_ini_load(const ff_config_options *o,
                                          const char *path, ff_error *err);

@@ -20,9 +20,12 @@
 #include "../common/ff_status.h"
 #include "../model/ff_input.h"
 
-/* Hard caps on untrusted input, checked before allocating. */
+/* Hard caps on untrusted input, checked before allocating.
+ * Records: one ff_sample is 12,812 bytes (8 + 4 x (784 + 2048 + 320)
+ * + 2 x 96 + 4), so 200,000 records hold 200,000 x 12,812 = 2.56 GB
+ * (2.39 GiB) in memory, the most one site process should take. */
 #define FF_MANIFEST_MAX_LINE (64 * 1024)
-#define FF_MANIFEST_MAX_RECORDS 1000000
+#define FF_MANIFEST_MAX_RECORDS 200000
 #define FF_FILE_MAX_BYTES (64 * 1024 * 1024)
 #define FF_TEXT_MAX_BYTES 4096
 #define FF_ID_MAX_BYTES 256          /* record id length */
@@ -99,8 +102,11 @@ FF_MUST_USE ff_status ff_pen_load_csv(const char *path, double rate_hz,
 /* Resamples n points (x, y, stroke index) along the trace: 64 points at
  * equal arc length along the pen-down strokes (the jump from one stroke to
  * the next adds no length), centred on the bounding box and divided by its
- * larger side. Errors: FF_ERR_FORMAT (fewer than 2 points, zero extent, no
- * pen-down length, non-finite), FF_ERR_NOMEM. */
+ * larger side. Any finite coordinates are accepted: the trace is first
+ * scaled by a power of two into (-1, 1), so 1e308 cannot overflow.
+ * Errors: FF_ERR_FORMAT (fewer than 2 points, zero extent, no pen-down
+ * length, a non-finite point, or a feature that came out non-finite),
+ * FF_ERR_TOO_LARGE (n overflows the work buffer), FF_ERR_NOMEM. */
 FF_MUST_USE ff_status ff_pen_features(const double *x, const double *y,
                                       const int *stroke, size_t n,
                                       float out[FF_PEN_SIZE], ff_error *err);

@@ -8,9 +8,11 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "../common/ff_log.h"
@@ -28,7 +30,7 @@ usage(FILE *f)
             "OUT/test, each a manifest.jsonl with images/*.pgm and\n"
             "pen/*.csv, plus OUT/summary.json. Audio is referenced in place.\n"
             "\n"
-            "  --data DIR          public datasets (default ../shared/data)\n"
+            "  --data DIR          public datasets (default %s)\n"
             "  --out DIR           output folder (required); files that an\n"
             "                      earlier build wrote there are replaced\n"
             "  --seed N            random seed (default 1)\n"
@@ -39,7 +41,7 @@ usage(FILE *f)
             "                      each site varies by up to 5%%)\n"
             "  --test-records N    records in the test set (default 2000)\n"
             "  --help              this text\n",
-            RECORDS_MIN, RECORDS_MAX);
+            FF_DATA_DIR, RECORDS_MIN, RECORDS_MAX);
 }
 
 /* Parses an unsigned integer option in [lo, hi]. */
@@ -55,6 +57,33 @@ parse_count(const char *name, const char *s, unsigned long long lo,
         *out > hi) {
         fprintf(stderr, "fedfuse-feddigits: %s must be an integer in "
                 "%llu..%llu, got \"%s\"\n", name, lo, hi, s);
+        return 0;
+    }
+    return 1;
+}
+
+/* The output folder must be a directory (or not exist yet) and not the
+ * root: the builder replaces files in it. Says why on stderr. */
+static int
+out_dir_ok(const char *dir)
+{
+    char real[PATH_MAX];
+    struct stat st;
+
+    if (dir[0] == '\0') {
+        fprintf(stderr, "fedfuse-feddigits: --out is empty\n");
+        return 0;
+    }
+    if (stat(dir, &st) != 0)
+        return 1; /* created later; errors are reported then */
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "fedfuse-feddigits: --out %s exists and is not a "
+                "directory\n", dir);
+        return 0;
+    }
+    if (realpath(dir, real) != NULL && strcmp(real, "/") == 0) {
+        fprintf(stderr, "fedfuse-feddigits: --out %s is the root folder; "
+                "name a folder for the federation\n", dir);
         return 0;
     }
     return 1;
@@ -77,7 +106,7 @@ parse_args(int argc, char **argv, ff_fd_options *opt)
     char *end;
     int c;
 
-    *opt = (ff_fd_options){"../shared/data", NULL, 1, 0.5, 1500, 2000};
+    *opt = (ff_fd_options){FF_DATA_DIR, NULL, 1, 0.5, 1500, 2000};
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 'd': opt->data_dir = optarg; break;
@@ -113,7 +142,7 @@ parse_args(int argc, char **argv, ff_fd_options *opt)
         usage(stderr);
         return 2;
     }
-    return 0;
+    return out_dir_ok(opt->out_dir) ? 0 : 2;
 }
 
 static double

@@ -343,8 +343,49 @@ modality_fields(const line_ctx *c, json_t *rec, record_fields *f,
     return FF_OK;
 }
 
+/* The float features of file modality m in s, and their count. */
+static float *
+modality_values(ff_sample *s, ff_modality m, size_t *n)
+{
+    if (m == FF_MOD_IMAGE) {
+        *n = FF_IMAGE_SIZE;
+        return s->image;
+    }
+    if (m == FF_MOD_AUDIO) {
+        *n = FF_AUDIO_SIZE;
+        return s->audio;
+    }
+    *n = FF_PEN_SIZE;
+    return s->pen;
+}
+
+/* 1 when every feature of modality m is finite. This is the last line of
+ * defence: whatever a loader computes, NaN or Inf never reaches training. */
+static int
+features_finite(ff_sample *s, ff_modality m)
+{
+    size_t n;
+    const float *v = modality_values(s, m, &n);
+
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
+}
+
+/* Zeroes what a failed loader may have left in modality m. */
+static void
+clear_modality(ff_sample *s, ff_modality m)
+{
+    size_t n;
+    float *v = modality_values(s, m, &n);
+
+    memset(v, 0, n * sizeof(float));
+}
+
 /* Runs the loader of file modality m into s. A file that cannot be read
- * or decoded leaves m absent (counted); only FF_ERR_NOMEM is returned. */
+ * or decoded, or whose features are not all finite, leaves m absent and
+ * zeroed (counted); only FF_ERR_NOMEM is returned. */
 static ff_status
 load_file_modality(const line_ctx *c, const record_fields *f, ff_modality m,
                    ff_sample *s, ff_load_report *rep, ff_error *err)
@@ -363,11 +404,16 @@ load_file_modality(const line_ctx *c, const record_fields *f, ff_modality m,
         else
             st = ff_pen_load_csv(path, f->pen_rate_hz, s->pen, &e);
     }
+    if (st == FF_OK && !features_finite(s, m))
+        st = ff_error_set(&e, FF_ERR_NONFINITE,
+                          "%s: %s features are not finite", path,
+                          mod_names[m]);
     if (st == FF_ERR_NOMEM)
         return ff_error_set(err, st, "%s:%zu: %s", c->file, c->line,
                             ff_error_text(&e));
     if (st != FF_OK) {
         char id[FF_ID_MAX_BYTES + 1];
+        clear_modality(s, m);
         rep->unreadable[m]++;
         snprintf(id, sizeof(id), "%s", f->id);
         printable(id);
@@ -437,13 +483,21 @@ blank(const char *s, size_t n)
     return 1;
 }
 
-/* Makes room for one more sample in set. */
+/* Makes room for one more sample in set. The record cap is checked
+ * before growing, and growth stops at the cap, so a long manifest never
+ * allocates more than FF_MANIFEST_MAX_RECORDS samples. */
 static ff_status
 set_reserve(ff_sample_set *set, size_t *cap, ff_error *err)
 {
     if (set->count < *cap)
         return FF_OK;
+    if (set->count >= FF_MANIFEST_MAX_RECORDS)
+        return ff_error_set(err, FF_ERR_TOO_LARGE,
+                            "manifest: more than %d records",
+                            FF_MANIFEST_MAX_RECORDS);
     size_t ncap = *cap ? *cap * 2 : 256;
+    if (ncap > FF_MANIFEST_MAX_RECORDS)
+        ncap = FF_MANIFEST_MAX_RECORDS;
     ff_sample *items = realloc(set->items, ncap * sizeof(ff_sample));
     if (items == NULL)
         return ff_error_set(err, FF_ERR_NOMEM, "manifest: no memory for %zu "

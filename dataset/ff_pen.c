@@ -7,6 +7,7 @@
 #include "ff_dataset_util.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,30 +31,57 @@ segment_at(const double *cum, const int *stroke, size_t n, size_t i,
     return i;
 }
 
-/* Checks the input and fills cum[] with the pen-down arc length. */
+/* Copies x, y into xs, ys scaled by one power of two so that every
+ * coordinate lies in (-1, 1). Huge but finite coordinates (1e308) would
+ * otherwise overflow the differences, hypot and the arc length; a
+ * power-of-two scale is exact, and the features, normalised to the
+ * bounding box, do not depend on it. Errors on a non-finite point. */
+static ff_status
+rescale(const double *x, const double *y, size_t n, double *xs, double *ys,
+        ff_error *err)
+{
+    double top = 0.0;
+    int e = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || !isfinite(y[i]))
+            return ff_error_set(err, FF_ERR_FORMAT,
+                                "pen: point %zu is not finite", i);
+        top = fmax(top, fmax(fabs(x[i]), fabs(y[i])));
+    }
+    if (top > 0.0)
+        (void)frexp(top, &e);
+    for (size_t i = 0; i < n; i++) {
+        xs[i] = ldexp(x[i], -e);
+        ys[i] = ldexp(y[i], -e);
+    }
+    return FF_OK;
+}
+
+/* Fills cum[] with the pen-down arc length of a rescaled trace; errors
+ * when it is zero or not finite. */
 static ff_status
 arc_lengths(const double *x, const double *y, const int *stroke, size_t n,
             double *cum, ff_error *err)
 {
     cum[0] = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(x[i]) || !isfinite(y[i]))
-            return ff_error_set(err, FF_ERR_FORMAT,
-                                "pen: point %zu is not finite", i);
-        if (i == 0)
-            continue;
+    for (size_t i = 1; i < n; i++) {
         double d = stroke[i] == stroke[i - 1] ? hypot(x[i] - x[i - 1],
                                                       y[i] - y[i - 1])
                                               : 0.0;
         cum[i] = cum[i - 1] + d;
     }
+    if (!isfinite(cum[n - 1]))
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "pen: the arc length is not finite");
     if (!(cum[n - 1] > 0.0))
         return ff_error_set(err, FF_ERR_FORMAT,
                             "pen: the trace has no pen-down length");
     return FF_OK;
 }
 
-/* Centre and scale of the bounding box; errors when it has no extent. */
+/* Centre and scale of the bounding box; errors when it has no extent
+ * or an extent that is not finite. */
 static ff_status
 bounding_box(const double *x, const double *y, size_t n, double *cx,
              double *cy, double *scale, ff_error *err)
@@ -66,41 +94,30 @@ bounding_box(const double *x, const double *y, size_t n, double *cx,
         y0 = fmin(y0, y[i]);
         y1 = fmax(y1, y[i]);
     }
-    *cx = 0.5 * (x0 + x1);
-    *cy = 0.5 * (y0 + y1);
+    *cx = 0.5 * x0 + 0.5 * x1;
+    *cy = 0.5 * y0 + 0.5 * y1;
     *scale = fmax(x1 - x0, y1 - y0);
+    if (!isfinite(*scale) || !isfinite(*cx) || !isfinite(*cy))
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "pen: the extent is not finite");
     if (!(*scale > 0.0))
         return ff_error_set(err, FF_ERR_FORMAT, "pen: zero extent");
     return FF_OK;
 }
 
-ff_status
-ff_pen_features(const double *x, const double *y, const int *stroke,
-                size_t n, float out[FF_PEN_SIZE], ff_error *err)
+/* Places FF_PEN_POINTS points at equal arc steps along a rescaled trace
+ * whose arc lengths and bounding box are known; errors when a feature
+ * comes out non-finite. */
+static ff_status
+resample(const double *x, const double *y, const int *stroke, size_t n,
+         const double *cum, double cx, double cy, double scale,
+         float out[FF_PEN_SIZE], ff_error *err)
 {
-    double cx, cy, scale, px = 0.0, py = 0.0;
-    double *cum;
+    double px = 0.0, py = 0.0, total = cum[n - 1];
     int prev_stroke = 0;
     size_t seg = 0;
-    ff_status st;
 
-    if (n < 2)
-        return ff_error_set(err, FF_ERR_FORMAT,
-                            "pen: %zu points, at least 2 needed", n);
-    cum = malloc(sizeof(double) * n);
-    if (cum == NULL)
-        return ff_error_set(err, FF_ERR_NOMEM, "pen: no memory");
-    st = arc_lengths(x, y, stroke, n, cum, err);
-    if (st == FF_OK)
-        st = bounding_box(x, y, n, &cx, &cy, &scale, err);
-    if (st != FF_OK) {
-        free(cum);
-        return st;
-    }
-
-    /* Walk the trace once, placing the points at equal arc steps. */
     for (int j = 0; j < FF_PEN_POINTS; j++) {
-        double total = cum[n - 1];
         double s = j == FF_PEN_POINTS - 1 ? total
                                           : total * j / (FF_PEN_POINTS - 1);
         seg = segment_at(cum, stroke, n, seg, s);
@@ -110,6 +127,10 @@ ff_pen_features(const double *x, const double *y, const int *stroke,
         double qx = (x[seg] + t * (x[seg + 1] - x[seg]) - cx) / scale;
         double qy = (y[seg] + t * (y[seg + 1] - y[seg]) - cy) / scale;
 
+        if (!isfinite(qx) || !isfinite(qy))
+            return ff_error_set(err, FF_ERR_FORMAT,
+                                "pen: point %d of the features is not "
+                                "finite", j);
         out[0 * FF_PEN_POINTS + j] = (float)qx;
         out[1 * FF_PEN_POINTS + j] = (float)qy;
         out[2 * FF_PEN_POINTS + j] = j > 0 ? (float)(qx - px) : 0.0f;
@@ -120,8 +141,39 @@ ff_pen_features(const double *x, const double *y, const int *stroke,
         py = qy;
         prev_stroke = stroke[seg];
     }
-    free(cum);
     return FF_OK;
+}
+
+ff_status
+ff_pen_features(const double *x, const double *y, const int *stroke,
+                size_t n, float out[FF_PEN_SIZE], ff_error *err)
+{
+    double cx, cy, scale;
+    double *buf, *xs, *ys, *cum;
+    ff_status st;
+
+    if (n < 2)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "pen: %zu points, at least 2 needed", n);
+    if (n > SIZE_MAX / (3 * sizeof(double)))
+        return ff_error_set(err, FF_ERR_TOO_LARGE, "pen: %zu points", n);
+    buf = malloc(3 * sizeof(double) * n);
+    if (buf == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "pen: no memory");
+    xs = buf;
+    ys = buf + n;
+    cum = buf + 2 * n;
+
+    /* Rescale, measure, then walk the trace once. */
+    st = rescale(x, y, n, xs, ys, err);
+    if (st == FF_OK)
+        st = arc_lengths(xs, ys, stroke, n, cum, err);
+    if (st == FF_OK)
+        st = bounding_box(xs, ys, n, &cx, &cy, &scale, err);
+    if (st == FF_OK)
+        st = resample(xs, ys, stroke, n, cum, cx, cy, scale, out, err);
+    free(buf);
+    return st;
 }
 
 /* A parsed pen file: columns of equal length. */

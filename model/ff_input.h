@@ -51,6 +51,10 @@ typedef enum ff_modality {
 #define FF_TEXT_BUCKETS 4096
 #define FF_TEXT_MAX_NGRAMS 96
 
+/* One harmonised record: 12,812 bytes (8 + 4 x (784 + 2048 + 320) +
+ * 2 x 96 + 4), which is why dataset/ff_dataset.h caps a manifest at
+ * FF_MANIFEST_MAX_RECORDS = 200,000 records (2.56 GB). Every float
+ * feature of a present modality is finite (the manifest loader checks). */
 typedef struct ff_sample {
     int32_t label;                 /* class in [0, FF_NUM_CLASSES) */
     uint32_t present;              /* FF_MOD_BIT(m) set when m is present */

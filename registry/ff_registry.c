@@ -44,11 +44,44 @@ ff_registry_open(ff_registry **out, const char *conninfo, ff_error *err)
     return FF_OK;
 }
 
+ff_status
+ff_registry_model_claim(ff_registry *r, const char *model, ff_error *err)
+{
+    ff_status st = ff_pq_check_name(model, "model", err);
+    if (st != FF_OK)
+        return st;
+
+    /* One claim per handle; the same model again is a no-op. */
+    st = ff_pq_lock(r, err);
+    if (st == FF_OK && r->claimed != NULL) {
+        if (strcmp(r->claimed, model) != 0)
+            st = ff_error_set(err, FF_ERR_STATE,
+                              "registry: this handle already claims model "
+                              "%s", r->claimed);
+        ff_pq_unlock(r);
+        return st;
+    }
+
+    /* Take the lock, then remember it for reconnects. */
+    if (st == FF_OK)
+        st = ff_pq_claim(r, model, err);
+    if (st == FF_OK) {
+        r->claimed = strdup(model);
+        if (r->claimed == NULL)
+            st = ff_error_set(err, FF_ERR_NOMEM, "registry: out of memory");
+        else
+            r->claim_held = 1;
+    }
+    ff_pq_unlock(r);
+    return st;
+}
+
 void
 ff_registry_close(ff_registry *r)
 {
     if (r == NULL)
         return;
+    free(r->claimed);
     PQfinish(r->conn);
     pthread_mutex_destroy(&r->lock);
     free(r);

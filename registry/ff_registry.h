@@ -93,6 +93,25 @@ FF_MUST_USE ff_status ff_registry_coordinator_state(ff_registry *r,
                                                     const char *address,
                                                     int round, ff_error *err);
 
+/* First key of the advisory locks that claim a model (the second is
+ * hashtext(model)); "ffmc" in ASCII. */
+#define FF_REGISTRY_CLAIM_NAMESPACE 0x66666d63
+
+/* Claims model for this registry handle, so that two coordinators cannot
+ * serve the same model on one database: takes a session-level
+ * pg_try_advisory_lock(FF_REGISTRY_CLAIM_NAMESPACE, hashtext(model)),
+ * held until the handle is closed. When the connection is lost and
+ * re-established, the next call on r takes the claim again, or fails
+ * with FF_ERR_STATE while someone else holds it. Claiming the same model
+ * again is a no-op; a handle claims one model at most.
+ * Errors: FF_ERR_STATE ("model X is already served by another coordinator
+ * (pid N)", N from the coordinator table when it has a row; or r already
+ * claims another model), FF_ERR_ARG (bad name), FF_ERR_DB, FF_ERR_NOMEM.
+ * Thread-safe. */
+FF_MUST_USE ff_status ff_registry_model_claim(ff_registry *r,
+                                              const char *model,
+                                              ff_error *err);
+
 /* Starts round `round` (>= 1) of model with its training config (JSON,
  * put the selected sites in it); audits "round.started". Starting a round
  * that is still running refreshes it (a restarted coordinator resumes).

@@ -140,6 +140,12 @@ query_failed(ff_registry *r, const PGresult *res, ExecStatusType expect,
     const char *p = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     const char *d = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (p == NULL && (PQresultStatus(res) == PGRES_FATAL_ERROR ||
+                      PQstatus(r->conn) != CONNECTION_OK)) {
+        /* libpq's own failure, e.g. the server closed the connection. */
+        copy_trimmed(primary, sizeof(primary), PQerrorMessage(r->conn));
+        return ff_error_set(err, FF_ERR_DB, "database: %s", primary);
+    }
     if (p == NULL) {
         /* Not an error from the server: the query ran but returned a
          * different kind of result than the caller expects. */
@@ -270,15 +276,90 @@ session_setup(ff_registry *r, ff_error *err)
     return st;
 }
 
+/* The pid the coordinator table records for model, 0 when unknown (no
+ * table yet, no row, or the lookup failed). Caller holds the lock. */
+static int64_t
+claim_holder_pid(ff_registry *r, const char *model)
+{
+    ff_error ignored = {0};
+    int64_t exists = 0, pid = 0;
+    ff_pq_args a;
+
+    if (ff_pq_fetch_int(r, "SELECT CASE WHEN to_regclass('coordinator') "
+                           "IS NULL THEN 0 ELSE 1 END",
+                        NULL, &exists, NULL, &ignored) != FF_OK ||
+        exists == 0)
+        return 0;
+    ff_pq_args_init(&a);
+    ff_pq_arg_text(&a, model);
+    if (ff_pq_fetch_int(r, "SELECT pid FROM coordinator WHERE model = $1",
+                        &a, &pid, NULL, &ignored) != FF_OK)
+        pid = 0;
+    ff_pq_args_cleanup(&a);
+    return pid;
+}
+
+ff_status
+ff_pq_claim(ff_registry *r, const char *model, ff_error *err)
+{
+    int64_t got = 0;
+    ff_pq_args a;
+
+    /* A session lock: it lasts until the connection closes. */
+    ff_pq_args_init(&a);
+    ff_pq_arg_int(&a, FF_REGISTRY_CLAIM_NAMESPACE);
+    ff_pq_arg_text(&a, model);
+    ff_status st = ff_pq_fetch_int(
+        r, "SELECT pg_try_advisory_lock($1::int, hashtext($2))::int", &a,
+        &got, NULL, err);
+    ff_pq_args_cleanup(&a);
+    if (st != FF_OK)
+        return ff_error_wrap(err, st, "claiming model %s", model);
+    if (got == 1)
+        return FF_OK;
+
+    /* Held elsewhere: name the holder when the coordinator table can. */
+    int64_t pid = claim_holder_pid(r, model);
+    if (pid > 0)
+        return ff_error_set(err, FF_ERR_STATE,
+                            "model %s is already served by another "
+                            "coordinator (pid %lld)",
+                            model, (long long)pid);
+    return ff_error_set(err, FF_ERR_STATE,
+                        "model %s is already served by another coordinator",
+                        model);
+}
+
+/* Re-takes the claim after a reconnect (or after an earlier attempt
+ * failed). Caller holds the lock. */
+static ff_status
+claim_restore(ff_registry *r, ff_error *err)
+{
+    if (r->claimed == NULL || r->claim_held)
+        return FF_OK;
+    ff_status st = ff_pq_claim(r, r->claimed, err);
+    if (st != FF_OK) {
+        FF_WARN("registry: cannot re-take the claim on model %s: %s",
+                r->claimed, ff_error_text(err));
+        return ff_error_wrap(err, st, "the claim was lost with the "
+                                      "connection");
+    }
+    FF_INFO("registry: claim on model %s taken again", r->claimed);
+    r->claim_held = 1;
+    return FF_OK;
+}
+
 ff_status
 ff_pq_lock(ff_registry *r, ff_error *err)
 {
     pthread_mutex_lock(&r->lock);
     if (PQstatus(r->conn) == CONNECTION_OK)
-        return FF_OK;
+        return claim_restore(r, err);
 
-    /* The server went away since the last call: reconnect once. */
+    /* The server went away since the last call: reconnect once. Session
+     * locks died with the old session. */
     FF_WARN("registry: connection lost, reconnecting");
+    r->claim_held = 0;
     PQreset(r->conn);
     if (PQstatus(r->conn) != CONNECTION_OK) {
         char msg[320];
@@ -286,7 +367,10 @@ ff_pq_lock(ff_registry *r, ff_error *err)
         return ff_error_set(err, FF_ERR_DB, "database: reconnect failed: %s",
                             msg);
     }
-    return session_setup(r, err);
+    ff_status st = session_setup(r, err);
+    if (st == FF_OK)
+        st = claim_restore(r, err);
+    return st;
 }
 
 /* Server notices ("relation already exists, skipping") go to the debug
@@ -301,15 +385,54 @@ notice_to_log(void *arg, const char *message)
     FF_DEBUG("registry: server notice: %s", line);
 }
 
+/* Defaults every connection gets unless the caller's conninfo (or the
+ * matching libpq environment variable) sets them: a bounded wait for an
+ * unresponsive server, TCP keepalives that notice a dead peer, and a
+ * per-statement limit. */
+typedef struct pq_default {
+    const char *key, *value, *env;
+} pq_default;
+
+static const pq_default pq_defaults[] = {
+    {"connect_timeout", "10", "PGCONNECT_TIMEOUT"},
+    {"keepalives", "1", NULL},
+    {"keepalives_idle", "30", NULL},
+    {"keepalives_interval", "10", NULL},
+    {"keepalives_count", "3", NULL},
+    {"options", "-c statement_timeout=30000", "PGOPTIONS"},
+    {"fallback_application_name", "fedfuse", NULL},
+};
+
+#define PQ_NDEFAULTS (sizeof(pq_defaults) / sizeof(pq_defaults[0]))
+
+/* Opens the connection: the defaults first, the caller's conninfo (a
+ * key=value string or a URI, expanded from dbname) last, because libpq
+ * lets a later keyword win; so a default only applies when absent. */
+static PGconn *
+connect_with_defaults(const char *conninfo)
+{
+    const char *keys[PQ_NDEFAULTS + 2];
+    const char *values[PQ_NDEFAULTS + 2];
+    size_t n = 0;
+
+    for (size_t i = 0; i < PQ_NDEFAULTS; i++) {
+        const char *env = pq_defaults[i].env;
+        if (env != NULL && getenv(env) != NULL && getenv(env)[0] != '\0')
+            continue;
+        keys[n] = pq_defaults[i].key;
+        values[n++] = pq_defaults[i].value;
+    }
+    keys[n] = "dbname";
+    values[n++] = conninfo;
+    keys[n] = NULL;
+    values[n] = NULL;
+    return PQconnectdbParams(keys, values, 1);
+}
+
 ff_status
 ff_pq_connect(ff_registry *r, const char *conninfo, ff_error *err)
 {
-    /* conninfo may be a key=value string or a URI; the fallback name
-     * shows fedfuse sessions in pg_stat_activity. */
-    const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *const values[] = {conninfo, "fedfuse", NULL};
-
-    r->conn = PQconnectdbParams(keys, values, 1);
+    r->conn = connect_with_defaults(conninfo);
     if (r->conn == NULL)
         return ff_error_set(err, FF_ERR_NOMEM, "database: out of memory");
     if (PQstatus(r->conn) != CONNECTION_OK) {

@@ -22,6 +22,9 @@
 struct ff_registry {
     PGconn *conn;
     pthread_mutex_t lock;   /* held around every use of conn */
+    char *claimed;          /* model claimed by ff_registry_model_claim
+                               (malloc'd), NULL when none */
+    int claim_held;         /* 1 while this session holds its lock */
 };
 
 /* Most parameters one query takes. */
@@ -74,10 +77,21 @@ FF_MUST_USE ff_status ff_pq_connect(ff_registry *r, const char *conninfo,
 
 /*
  * Takes r's mutex and makes sure the connection is usable, resetting it
- * once when the server went away. The mutex is held on return whatever
- * the status; release it with ff_pq_unlock. Errors: FF_ERR_DB.
+ * once when the server went away; a model claim r made is taken again on
+ * the new session. The mutex is held on return whatever the status;
+ * release it with ff_pq_unlock. Errors: FF_ERR_DB, FF_ERR_STATE (the
+ * claimed model is now held by another session).
  */
 FF_MUST_USE ff_status ff_pq_lock(ff_registry *r, ff_error *err);
+
+/*
+ * Takes the session advisory lock that claims model for this connection
+ * (key FF_REGISTRY_CLAIM_NAMESPACE, hashtext(model)). Caller holds the
+ * lock. Errors: FF_ERR_STATE (another session holds it; names the pid
+ * the coordinator table records, when known), FF_ERR_DB.
+ */
+FF_MUST_USE ff_status ff_pq_claim(ff_registry *r, const char *model,
+                                  ff_error *err);
 
 /* Releases r's mutex. */
 void ff_pq_unlock(ff_registry *r);

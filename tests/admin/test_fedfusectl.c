@@ -13,9 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <cmocka.h>
 
@@ -675,6 +680,180 @@ runtime_errors_and_migrate(void **state)
     run_free(&r);
 }
 
+/* export refuses a FILE that exists and is not a regular file (here a
+ * symlink and a FIFO), exit 1, and leaves it and its target alone. */
+static void
+export_refuses_non_regular_files(void **state)
+{
+    (void)state;
+    char target[128], link[128], fifo[128];
+    struct stat st;
+
+    snprintf(target, sizeof(target), "%s/target.txt", g_dir);
+    snprintf(link, sizeof(link), "%s/link.ffmodel", g_dir);
+    snprintf(fifo, sizeof(fifo), "%s/fifo.ffmodel", g_dir);
+    int fd = open(target, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "keep", 4), 4);
+    close(fd);
+    assert_int_equal(symlink(target, link), 0);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+
+    ctl_run r = run_ctl("export", "mnist-fused", "1", link, NULL);
+    expect_code(&r, 1, "export onto a symlink");
+    assert_non_null(strstr(r.err, "symbolic link"));
+    print_message("stderr: %s", r.err);
+    run_free(&r);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 4);
+
+    r = run_ctl("export", "mnist-fused", "1", fifo, NULL);
+    expect_code(&r, 1, "export onto a FIFO");
+    assert_non_null(strstr(r.err, "FIFO"));
+    print_message("stderr: %s", r.err);
+    run_free(&r);
+    assert_int_equal(lstat(fifo, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+
+    r = run_ctl("export", "mnist-fused", "1", g_dir, NULL);
+    expect_code(&r, 1, "export onto a directory");
+    assert_non_null(strstr(r.err, "directory"));
+    run_free(&r);
+    assert_int_equal(count_temp_files("link.ffmodel.tmp."), 0);
+    assert_int_equal(count_temp_files("fifo.ffmodel.tmp."), 0);
+}
+
+/* A negative VERSION is a range error (exit 2), not an unknown option. */
+static void
+negative_version_is_range_error(void **state)
+{
+    (void)state;
+    ctl_run r = run_ctl("show", "mnist-fused", "-1", NULL);
+    expect_code(&r, 2, "show MODEL -1");
+    assert_non_null(strstr(r.err, "VERSION must be 1..2147483647"));
+    assert_null(strstr(r.err, "unknown option"));
+    print_message("stderr: %s", r.err);
+    run_free(&r);
+}
+
+/* Seconds since t0. */
+static double
+since(const struct timespec *t0)
+{
+    struct timespec t1;
+
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) +
+           (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A server that accepts TCP connections (the kernel's backlog does) but
+ * never answers: fedfusectl gives up after the default connect_timeout
+ * (10 s) with exit 1 and a message naming the timeout; a connect_timeout
+ * in the caller's conninfo wins over the default. */
+static void
+unresponsive_server_times_out(void **state)
+{
+    (void)state;
+    struct sockaddr_in addr = {0};
+    socklen_t alen = sizeof(addr);
+    char conninfo[128];
+    struct timespec t0;
+
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s >= 0);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(s, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(s, 8), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&addr, &alen), 0);
+
+    snprintf(conninfo, sizeof(conninfo),
+             "host=127.0.0.1 port=%d dbname=x user=x sslmode=disable",
+             ntohs(addr.sin_port));
+    const char *args[] = {"--db", conninfo, "status", NULL};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ctl_run r = run_ctl_env(NULL, args);
+    double took = since(&t0);
+    print_message("silent server: exit %d after %.1f s (limit 15 s): %s",
+                  r.code, took, r.err);
+    expect_code(&r, 1, "status against a silent server");
+    assert_non_null(strstr(r.err, "timeout"));
+    assert_true(took >= 9.0 && took < 15.0);
+    run_free(&r);
+
+    size_t n = strlen(conninfo);
+    snprintf(conninfo + n, sizeof(conninfo) - n, " connect_timeout=2");
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = run_ctl_env(NULL, args);
+    took = since(&t0);
+    print_message("with connect_timeout=2: exit %d after %.1f s\n", r.code,
+                  took);
+    expect_code(&r, 1, "status with the caller's connect_timeout");
+    assert_true(took < 6.0);
+    run_free(&r);
+    close(s);
+}
+
+/* A coordinator that is not stopped and has not heartbeat for more than
+ * 10 s shows as STALE in the table and "stale": true in --json. */
+static void
+status_marks_stale_coordinators(void **state)
+{
+    (void)state;
+    assert_int_equal(ff_test_db_exec(&g_db,
+                                     "INSERT INTO coordinator (model, state, "
+                                     "address, round, pid, updated_at) "
+                                     "VALUES ('old-run', 'training', "
+                                     "'127.0.0.1:1', 2, 77, "
+                                     "now() - interval '11 s'), "
+                                     "('old-stop', 'stopped', '127.0.0.1:2', "
+                                     "0, 78, now() - interval '1 h')",
+                                     0, NULL), 2);
+    /* mnist-fused's row is as old as this test run: fresh heartbeat. */
+    assert_int_equal(ff_test_db_exec(&g_db,
+                                     "UPDATE coordinator SET updated_at = "
+                                     "now() WHERE model = 'mnist-fused'",
+                                     0, NULL), 1);
+    ctl_run r = run_ctl("status", NULL);
+    expect_code(&r, 0, "status");
+    print_message("%s", r.out);
+    const char *line = strstr(r.out, "old-run");
+    assert_non_null(line);
+    assert_true(strstr(line, "STALE (training)") < strchr(line, '\n'));
+    assert_non_null(strstr(line, "STALE"));
+    line = strstr(r.out, "old-stop");
+    assert_non_null(line);
+    const char *eol = strchr(line, '\n');
+    const char *stale = strstr(line, "STALE");
+    assert_true(stale == NULL || stale > eol);
+    line = strstr(r.out, "mnist-fused");
+    stale = strstr(line, "STALE");
+    assert_true(stale == NULL || stale > strchr(line, '\n'));
+    run_free(&r);
+
+    r = run_ctl("--json", "status", NULL);
+    expect_code(&r, 0, "status --json");
+    json_t *j = parse_json(&r);
+    json_t *list = json_object_get(j, "coordinators");
+    int seen = 0;
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *c = json_array_get(list, i);
+        const char *m = json_string_value(json_object_get(c, "model"));
+        json_t *flag = json_object_get(c, "stale");
+        assert_true(json_is_boolean(flag));
+        assert_int_equal(json_is_true(flag), strcmp(m, "old-run") == 0);
+        seen++;
+    }
+    assert_int_equal(seen, 3);
+    assert_true(json_is_false(json_object_get(
+        json_object_get(j, "coordinator"), "stale")));
+    json_decref(j);
+    run_free(&r);
+}
+
 static int
 setup(void **state)
 {
@@ -735,6 +914,10 @@ main(void)
         cmocka_unit_test(help_exits_0),
         cmocka_unit_test(hostile_strings_do_not_break_tables),
         cmocka_unit_test(runtime_errors_and_migrate),
+        cmocka_unit_test(export_refuses_non_regular_files),
+        cmocka_unit_test(negative_version_is_range_error),
+        cmocka_unit_test(unresponsive_server_times_out),
+        cmocka_unit_test(status_marks_stale_coordinators),
     };
 
     if (ff_test_db_create(&g_db, "admin") != 0 ||

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -209,6 +210,53 @@ static void flags_help_and_errors(void **state)
     assert_string_equal(err.msg, "command line: unknown option 'colour'");
 }
 
+/* Only regular files up to 1 MiB are read: a directory, /dev/zero and a
+ * FIFO are refused at once (an alarm turns a hang into a failure), and a
+ * file over the cap is refused. */
+static void ini_files_must_be_small_regular_files(void **state)
+{
+    opts o;
+    ff_config_options co = {sections, opts_set, &o};
+    ff_error err = {0};
+    char fifo[64];
+
+    (void)state;
+    memset(&o, 0, sizeof o);
+    alarm(10);
+    assert_int_equal(ff_config_ini_load(&co, "/tmp", &err), FF_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    print_message("directory: %s\n", err.msg);
+    assert_int_equal(ff_config_ini_load(&co, "/dev/zero", &err),
+                     FF_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    print_message("/dev/zero: %s\n", err.msg);
+    snprintf(fifo, sizeof fifo, "/tmp/ff_test_fifo_%d", (int)getpid());
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(ff_config_ini_load(&co, fifo, &err), FF_ERR_CONFIG);
+    unlink(fifo);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    alarm(0);
+
+    /* Exactly at the cap is read; one byte more is not. */
+    char *big = malloc(FF_CONFIG_MAX_BYTES + 2);
+    assert_non_null(big);
+    memset(big, ';', FF_CONFIG_MAX_BYTES);
+    for (size_t i = 99; i < FF_CONFIG_MAX_BYTES; i += 100)
+        big[i] = '\n';
+    big[FF_CONFIG_MAX_BYTES] = '\0';
+    const char *p = ini_write(big);
+    assert_int_equal(ff_config_ini_load(&co, p, &err), FF_OK);
+    unlink(p);
+    big[FF_CONFIG_MAX_BYTES] = '\n';
+    big[FF_CONFIG_MAX_BYTES + 1] = '\0';
+    p = ini_write(big);
+    assert_int_equal(ff_config_ini_load(&co, p, &err), FF_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "larger than 1048576 bytes"));
+    print_message("1 MiB + 1: %s\n", err.msg);
+    unlink(p);
+    free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +265,7 @@ int main(void)
         cmocka_unit_test(ini_files_set_options),
         cmocka_unit_test(flags_override_the_file),
         cmocka_unit_test(flags_help_and_errors),
+        cmocka_unit_test(ini_files_must_be_small_regular_files),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,6 +4,7 @@
  * nothing shared between parts, the modality design of each site, the
  * determinism of a seed, and that every manifest loads completely.
  */
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <setjmp.h>
@@ -31,10 +32,12 @@ static const char *const part_names[NPARTS] = {
 
 static char tmp[64];
 
-/* Runs fedfuse-feddigits with the given arguments (NULL-terminated);
+/* Runs fedfuse-feddigits in folder cwd (NULL: this one) with the given
+ * arguments (NULL-terminated), stderr into errpath when not NULL;
  * returns its exit status. */
 static int
-run_builder(const char *const *args)
+run_builder_at(const char *cwd, const char *errpath,
+               const char *const *args)
 {
     char prog[4096];
     const char *bin = getenv("FEDFUSE_BIN");
@@ -52,11 +55,24 @@ run_builder(const char *const *args)
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        if (cwd != NULL && chdir(cwd) != 0)
+            _exit(126);
+        if (errpath != NULL) {
+            int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (fd < 0 || dup2(fd, 2) < 0)
+                _exit(126);
+        }
         execv(prog, argv);
         _exit(127);
     }
     assert_int_equal(waitpid(pid, &status, 0), pid);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int
+run_builder(const char *const *args)
+{
+    return run_builder_at(NULL, NULL, args);
 }
 
 /* Builds into tmp/<name> with a seed; fails the test on error. */
@@ -487,6 +503,41 @@ test_options(void **state)
     assert_int_equal(run_builder(nodata), 1);
 }
 
+/* Without --data the builder reads the configured FF_DATA_DIR, from any
+ * working folder; --out refuses the root folder and an existing file. */
+static void
+test_default_data_and_out_checks(void **state)
+{
+    char out[128], file[192], errpath[128];
+    const char *nodata[] = {"--out", out, "--records", "10",
+                            "--test-records", "10", NULL};
+    const char *root[] = {"--out", "/", NULL};
+    const char *notdir[] = {"--out", file, NULL};
+
+    (void)state;
+    snprintf(out, sizeof(out), "%s/default-data", tmp);
+    snprintf(file, sizeof(file), "%s/a-file", tmp);
+    snprintf(errpath, sizeof(errpath), "%s/stderr.txt", tmp);
+    assert_int_equal(run_builder_at("/", NULL, nodata), 0);
+    snprintf(file, sizeof(file), "%s/site-1/manifest.jsonl", out);
+    assert_int_equal(access(file, R_OK), 0);
+
+    assert_int_equal(run_builder_at(NULL, errpath, root), 2);
+    char *msg = slurp(errpath, NULL);
+    assert_non_null(msg);
+    print_message("--out /: %s", msg);
+    assert_non_null(strstr(msg, "root folder"));
+    free(msg);
+
+    /* file is now an existing manifest: not a directory. */
+    assert_int_equal(run_builder_at(NULL, errpath, notdir), 2);
+    msg = slurp(errpath, NULL);
+    assert_non_null(msg);
+    print_message("--out FILE: %s", msg);
+    assert_non_null(strstr(msg, "not a directory"));
+    free(msg);
+}
+
 int
 main(void)
 {
@@ -497,6 +548,7 @@ main(void)
         cmocka_unit_test(test_manifests_load),
         cmocka_unit_test(test_summary_matches),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_default_data_and_out_checks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -497,6 +497,122 @@ test_pen_two_strokes(void **state)
     assert_true(fabs(f[2 * FF_PEN_POINTS + 32] - 0.5) < 1e-6); /* dx jump */
 }
 
+/* Writes a w x h PGM of mid grey with a dark first row. */
+static void
+write_pgm(const char *name, int w, int h, char *path)
+{
+    size_t n = (size_t)w * (size_t)h;
+    unsigned char *buf = malloc(n + 32);
+    int head;
+
+    assert_non_null(buf);
+    head = snprintf((char *)buf, 32, "P5\n%d %d\n255\n", w, h);
+    memset(buf + head, 128, n);
+    memset(buf + head, 0, (size_t)w);
+    dstest_write(tmp, name, buf, (size_t)head + n, path);
+    free(buf);
+}
+
+/* Images are capped at 4096 pixels a side, read from the header before
+ * any pixel is decoded: 4096 x 2 loads, 4097 x 1 and 1 x 4097 do not. */
+static void
+test_image_size_cap(void **state)
+{
+    float out[FF_IMAGE_SIZE];
+    char path[4096];
+    ff_error err = {0};
+
+    (void)state;
+    write_pgm("wide-ok.pgm", 4096, 2, path);
+    assert_int_equal(ff_image_load(path, out, &err), FF_OK);
+    write_pgm("wide.pgm", 4097, 1, path);
+    assert_int_equal(ff_image_load(path, out, &err), FF_ERR_FORMAT);
+    printf("4097 x 1: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "4097x1"));
+    assert_non_null(strstr(err.msg, "wide.pgm"));
+    write_pgm("tall.pgm", 1, 4097, path);
+    assert_int_equal(ff_image_load(path, out, &err), FF_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "1x4097"));
+}
+
+/* 1 when all n values are finite. */
+static int
+all_finite(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
+}
+
+/* Writes a pen CSV of n points (t = i / 200 s, stroke 0). */
+static void
+write_pen_csv(const char *name, const double *x, const double *y, size_t n,
+              char *path)
+{
+    size_t cap = 64 + n * 96;
+    char *text = malloc(cap);
+    size_t len = 0;
+
+    assert_non_null(text);
+    len += (size_t)snprintf(text, cap, "t,x,y,stroke\n");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, cap - len, "%.3f,%.17g,%.17g,0\n",
+                                (double)i / 200.0, x[i], y[i]);
+    dstest_write_str(tmp, name, text, path);
+    free(text);
+}
+
+/* Huge but finite coordinates (1e308, DBL_MAX, 40 points jumping by 1e307)
+ * give finite features equal to those of the same trace scaled down by
+ * 1e-300 (the features are scale-free). Before the fix they were NaN. */
+static void
+test_pen_huge_coordinates(void **state)
+{
+    static const double big[][2] = {{1e308, 1e-300}, {1e307, 1e-300},
+                                    {1.7976931348623157e308, 1e-300}};
+    double x[40], y[40], xs[40], ys[40];
+    float f[FF_PEN_SIZE], g[FF_PEN_SIZE];
+    char path[4096];
+    ff_error err = {0};
+    double worst = 0.0;
+
+    (void)state;
+    for (size_t c = 0; c < 3; c++) {
+        double v = big[c][0], k = big[c][1];
+        size_t n;
+
+        /* The adversarial triangle, then 40 alternating points. */
+        if (c != 1) {
+            double tx[3] = {v, -v, 0}, ty[3] = {0, 0, v};
+            memcpy(x, tx, sizeof(tx));
+            memcpy(y, ty, sizeof(ty));
+            n = 3;
+        } else {
+            for (size_t i = 0; i < 40; i++) {
+                x[i] = i % 2 ? v : 0.0;
+                y[i] = v / 100.0 * (double)i;
+            }
+            n = 40;
+        }
+        for (size_t i = 0; i < n; i++) {
+            xs[i] = x[i] * k;
+            ys[i] = y[i] * k;
+        }
+        write_pen_csv("huge.csv", x, y, n, path);
+        ff_status st = ff_pen_load_csv(path, 0.0, f, &err);
+        if (st != FF_OK)
+            fail_msg("case %zu: %s", c, ff_error_text(&err));
+        assert_true(all_finite(f, FF_PEN_SIZE));
+        int stroke[40] = {0};
+        assert_int_equal(ff_pen_features(xs, ys, stroke, n, g, &err), FF_OK);
+        worst = fmax(worst, max_diff(f, g, FF_PEN_SIZE, NULL));
+    }
+    printf("huge pen coordinates: features finite; largest difference to "
+           "the scaled-down trace %.2e (tolerance 1e-5)\n", worst);
+    assert_true(worst < 1e-5);
+}
+
 /* A UNIPEN digit written as CSV loads to the features of its points. */
 static void
 test_pen_unipen_csv(void **state)
@@ -697,6 +813,7 @@ main(void)
         cmocka_unit_test(test_image_keeps_aspect),
         cmocka_unit_test(test_image_bad_jpeg_table),
         cmocka_unit_test(test_image_errors),
+        cmocka_unit_test(test_image_size_cap),
         cmocka_unit_test(test_audio_fsdd_unit_variance),
         cmocka_unit_test(test_audio_16k_close),
         cmocka_unit_test(test_audio_tone_band),
@@ -705,6 +822,7 @@ main(void)
         cmocka_unit_test(test_pen_two_strokes),
         cmocka_unit_test(test_pen_unipen_csv),
         cmocka_unit_test(test_pen_csv_errors),
+        cmocka_unit_test(test_pen_huge_coordinates),
         cmocka_unit_test(test_cldr_en_de),
         cmocka_unit_test(test_text_ngrams),
     };

@@ -4,6 +4,7 @@
  * names file:line and the field; missing files leave the modality absent
  * and are counted; hostile text is just text.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <sys/stat.h>
 
 #include <cmocka.h>
+#include <sndfile.h>
 
 #include "dstest.h"
 #include "ff_dataset.h"
@@ -321,6 +323,82 @@ test_manifest_hostile_text(void **state)
     assert_non_null(strstr(err.msg, "x?WARN forged"));
 }
 
+/* A 32-bit float WAV whose samples are 1e30 (finite) overflows the
+ * audio band energies in float: whatever the loader makes of it, no
+ * non-finite value reaches the sample, and the record's text still
+ * loads. (test_manifest_net checks the manifest's own finiteness net
+ * with a loader that returns NaN.) */
+static void
+test_manifest_loud_audio_finite(void **state)
+{
+    char wav[4096], manifest[8192];
+    static float pcm[4000];
+    ff_sample_set set;
+    ff_load_report rep;
+    ff_error err;
+
+    (void)state;
+    SF_INFO info = {0};
+    info.samplerate = 8000;
+    info.channels = 1;
+    info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
+    snprintf(wav, sizeof(wav), "%s/loud.wav", tmp);
+    SNDFILE *sf = sf_open(wav, SFM_WRITE, &info);
+    assert_non_null(sf);
+    for (size_t i = 0; i < sizeof(pcm) / sizeof(pcm[0]); i++)
+        pcm[i] = (i % 2 ? 1e30f : -1e30f) * (float)(1 + i % 7);
+    assert_int_equal(sf_writef_float(sf, pcm, 4000), 4000);
+    sf_close(sf);
+
+    snprintf(manifest, sizeof(manifest),
+             "{\"id\":\"loud\",\"time\":\"2024-01-01\",\"label\":3,"
+             "\"text\":\"drei\",\"sensors\":{\"audio\":"
+             "{\"file\":\"loud.wav\"}}}\n");
+    assert_int_equal(load_text("loud.jsonl", manifest, &set, &rep, &err),
+                     FF_OK);
+    assert_int_equal(set.count, 1);
+    const ff_sample *s = &set.items[0];
+    int finite = 1;
+    for (int i = 0; i < FF_AUDIO_SIZE; i++)
+        finite &= isfinite(s->audio[i]) != 0;
+    printf("loud audio: present 0x%x, audio unreadable %zu, all finite "
+           "%d\n", s->present, rep.unreadable[FF_MOD_AUDIO], finite);
+    assert_true(finite);
+    assert_true(s->present & FF_MOD_BIT(FF_MOD_TEXT));
+    assert_int_equal(rep.declared[FF_MOD_AUDIO], 1);
+    ff_dataset_cleanup(&set);
+}
+
+/* The record cap is 200,000 (200,000 x 12,812-byte samples = 2.56 GB).
+ * Records whose only file is missing are skipped and allocate nothing,
+ * so the cap is tested without 2.5 GB: line 200,001 is refused. */
+static void
+test_manifest_record_cap(void **state)
+{
+    static const char rec[] =
+        "{\"id\":\"r%07zu\",\"time\":\"2024-01-01\",\"label\":1,"
+        "\"image\":\"none.pgm\"}\n";
+    size_t n = (size_t)FF_MANIFEST_MAX_RECORDS + 1, cap = n * 80, len = 0;
+    char *text = malloc(cap);
+    ff_sample_set set;
+    ff_error err;
+
+    (void)state;
+    assert_int_equal(FF_MANIFEST_MAX_RECORDS, 200000);
+    assert_true(sizeof(ff_sample) * FF_MANIFEST_MAX_RECORDS <
+                (size_t)2600 * 1000 * 1000);
+    assert_non_null(text);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, cap - len, rec, i);
+    assert_int_equal(load_text("cap.jsonl", text, &set, NULL, &err),
+                     FF_ERR_TOO_LARGE);
+    printf("record cap: %s (sample %zu bytes)\n", err.msg,
+           sizeof(ff_sample));
+    assert_non_null(strstr(err.msg, ":200001: more than 200000 records"));
+    assert_null(set.items);
+    free(text);
+}
+
 /* The digest is BLAKE2b-256 of the bytes (RFC 7693 values). */
 static void
 test_manifest_digest(void **state)
@@ -351,6 +429,8 @@ main(void)
         cmocka_unit_test(test_manifest_missing_files),
         cmocka_unit_test(test_manifest_hostile_text),
         cmocka_unit_test(test_manifest_digest),
+        cmocka_unit_test(test_manifest_loud_audio_finite),
+        cmocka_unit_test(test_manifest_record_cap),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

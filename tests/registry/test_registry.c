@@ -961,6 +961,88 @@ status_shows_coordinator_and_sites(void **state)
     ff_registry_close(r);
 }
 
+/* Kills the server session that holds the claim on model; returns how
+ * many sessions were terminated. */
+static long long
+kill_claim_holder(const char *model)
+{
+    char ns[24];
+    const char *params[2] = {ns, model};
+
+    snprintf(ns, sizeof(ns), "%d", FF_REGISTRY_CLAIM_NAMESPACE);
+    return ff_test_db_number(
+        &g_db,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
+        "WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+        "AND classid = $1::int::oid "
+        "AND objid = (hashtext($2)::bigint & 4294967295)::oid",
+        2, params);
+}
+
+/* Runs a cheap registry call on r until it no longer fails with
+ * FF_ERR_DB (the first call after the session was killed notices it). */
+static ff_status
+poke(ff_registry *r, ff_error *err)
+{
+    ff_status st = FF_ERR_DB;
+
+    for (int i = 0; i < 3 && st == FF_ERR_DB; i++)
+        st = ff_registry_schema_version(r, NULL, NULL, err);
+    return st;
+}
+
+/* Two handles cannot claim one model; a lost connection re-takes the
+ * claim, or fails with FF_ERR_STATE while someone else holds it. */
+static void
+model_claim_is_exclusive(void **state)
+{
+    (void)state;
+    ff_registry *a = reg_open(), *b = reg_open(), *c = NULL;
+    ff_error err = {0};
+
+    /* a claims; b is refused, naming a's pid from the coordinator row. */
+    ensure_model(a, "claimed");
+    assert_int_equal(ff_registry_model_claim(a, "claimed", &err), FF_OK);
+    assert_int_equal(ff_registry_model_claim(a, "claimed", &err), FF_OK);
+    assert_int_equal(ff_registry_coordinator_state(a, "claimed", "waiting",
+                                                   "127.0.0.1:1", 0, &err),
+                     FF_OK);
+    assert_int_equal(ff_registry_model_claim(b, "claimed", &err),
+                     FF_ERR_STATE);
+    print_message("second claim: %s\n", ff_error_text(&err));
+    char want[64];
+    snprintf(want, sizeof(want), "(pid %d)", (int)getpid());
+    assert_non_null(strstr(ff_error_text(&err), "already served"));
+    assert_non_null(strstr(ff_error_text(&err), want));
+    assert_int_equal(ff_registry_model_claim(a, "other", &err),
+                     FF_ERR_STATE);
+    assert_int_equal(ff_registry_model_claim(b, "other", &err), FF_OK);
+
+    /* a's session dies; b takes the model; a cannot get it back. */
+    assert_int_equal(kill_claim_holder("claimed"), 1);
+    err = (ff_error){0};
+    ff_registry_close(b);
+    b = reg_open();
+    assert_int_equal(ff_registry_model_claim(b, "claimed", &err), FF_OK);
+    assert_int_equal(poke(a, &err), FF_ERR_STATE);
+    print_message("after reconnect: %s\n", ff_error_text(&err));
+    assert_non_null(strstr(ff_error_text(&err), "already served"));
+
+    /* b lets go; a's next call takes the claim again and holds it. */
+    ff_registry_close(b);
+    assert_int_equal(poke(a, &err), FF_OK);
+    assert_int_equal(ff_registry_open(&c, g_db.conninfo, &err), FF_OK);
+    assert_int_equal(ff_registry_model_claim(c, "claimed", &err),
+                     FF_ERR_STATE);
+    ff_registry_close(c);
+    ff_registry_close(a);
+
+    /* Closing the handle frees the model. */
+    assert_int_equal(ff_registry_open(&c, g_db.conninfo, &err), FF_OK);
+    assert_int_equal(ff_registry_model_claim(c, "claimed", &err), FF_OK);
+    ff_registry_close(c);
+}
+
 int
 main(void)
 {
@@ -976,6 +1058,7 @@ main(void)
         cmocka_unit_test(audit_filters),
         cmocka_unit_test(round_abort),
         cmocka_unit_test(status_shows_coordinator_and_sites),
+        cmocka_unit_test(model_claim_is_exclusive),
     };
 
     if (ff_test_db_create(&g_db, "registry") != 0) {
