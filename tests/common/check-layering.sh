@@ -59,7 +59,7 @@ for dir in $folders; do
       esac
     fi
     if [ "$dir" = privacy ] && grep -qE '^#include <' "$f" &&
-       grep -E '^#include <' "$f" | grep -vqE '<(sodium\.h|std[a-z]*\.h|string\.h|math\.h|limits\.h|assert\.h|errno\.h|stdio\.h|inttypes\.h)>'; then
+       grep -E '^#include <' "$f" | grep -vE '<(sodium\.h|std[a-z]*\.h|string\.h|math\.h|limits\.h|assert\.h|errno\.h|stdio\.h|inttypes\.h)>'; then
       echo "layering: $f includes something beyond libsodium and the C library"; bad=1
     fi
   done < <(find "$dir" -name '*.[ch]' -print0)

@@ -8,12 +8,16 @@ for prog in fedfuse-site fedfuse-train fedfuse-feddigits; do
   if [ ! -x "$bin/$prog" ]; then
     echo "linkage: $bin/$prog is missing"; bad=1; continue
   fi
-  if ldd "$bin/$prog" | grep -q 'libpq\.so'; then
+  # ldd's output is read whole first: with pipefail, grep -q closing the
+  # pipe early would make ldd die of SIGPIPE and the check fail at random.
+  libs=$(ldd "$bin/$prog" 2>&1 || true)
+  if grep -q 'libpq\.so' <<<"$libs"; then
     echo "linkage: $prog links libpq; only the coordinator and fedfusectl may"; bad=1
   fi
 done
 for prog in fedfuse-coordinator fedfusectl; do
-  if ! ldd "$bin/$prog" 2>/dev/null | grep -q 'libpq\.so'; then
+  libs=$(ldd "$bin/$prog" 2>&1 || true)
+  if ! grep -q 'libpq\.so' <<<"$libs"; then
     echo "linkage: $prog does not link libpq (missing or built wrong)"; bad=1
   fi
 done
