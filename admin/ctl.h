@@ -2,7 +2,7 @@
  * ctl.h - internal to admin/: what the parts of fedfusectl share. The
  * command line and dispatch live in fedfusectl.c, table rendering in
  * ctl_table.c, the read-only views in ctl_views.c, export and migrate in
- * ctl_ops.c.
+ * ctl_ops.c, the privacy planner in ctl_privacy.c.
  */
 #ifndef FF_CTL_H
 #define FF_CTL_H
@@ -35,6 +35,12 @@ typedef struct ff_ctl {
     const char *since;
     const char *until;
     const char *limit;
+    const char *sampling_rate;    /* privacy plan inputs, as given */
+    const char *noise_multiplier;
+    const char *epsilon;
+    const char *steps;
+    const char *delta;
+    const char *order_grid;
     const char *pos[FF_CTL_MAX_POS];
     int npos;
     ff_registry *reg;      /* owned; NULL until ff_ctl_connect */
@@ -69,6 +75,12 @@ FF_MUST_USE ff_status ff_ctl_show(ff_ctl *ctl, ff_error *err);
 FF_MUST_USE ff_status ff_ctl_audit(ff_ctl *ctl, ff_error *err);
 FF_MUST_USE ff_status ff_ctl_export(ff_ctl *ctl, ff_error *err);
 FF_MUST_USE ff_status ff_ctl_migrate(ff_ctl *ctl, ff_error *err);
+
+/* `privacy plan` (ctl_privacy.c): epsilon of the Poisson-subsampled
+ * Gaussian, or the noise multiplier for a target epsilon, from the flags
+ * alone; never connects. Errors: FF_ERR_ARG naming the flag,
+ * FF_ERR_CONFIG for a target no noise multiplier reaches. */
+FF_MUST_USE ff_status ff_ctl_privacy(ff_ctl *ctl, ff_error *err);
 
 /* ---- text rendering (ctl_table.c) ---- */
 

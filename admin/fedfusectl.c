@@ -3,7 +3,8 @@
  *
  *   fedfusectl [--db CONNINFO] [--json] COMMAND [ARGS...]
  *
- * Reads (and, for `migrate`, upgrades) the PostgreSQL registry. Output is
+ * Reads (and, for `migrate`, upgrades) the PostgreSQL registry; `privacy
+ * plan` works out privacy budgets without one. Output is
  * an aligned table for people or, with --json, one JSON document for
  * scripts. Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 unknown
  * model or version.
@@ -21,7 +22,8 @@ enum {
     OPT_ACTION = 1u << 1,
     OPT_SINCE = 1u << 2,
     OPT_UNTIL = 1u << 3,
-    OPT_LIMIT = 1u << 4
+    OPT_LIMIT = 1u << 4,
+    OPT_PLAN = 1u << 5   /* the flags of privacy plan */
 };
 
 typedef struct command {
@@ -64,6 +66,25 @@ static const command commands[] = {
     {"migrate", 0, 0, 0, ff_ctl_migrate, "migrate",
      "Applies the schema migrations the database lacks and prints the\n"
      "schema version. Safe to run concurrently and repeatedly.\n"},
+    {"privacy", 0, 1, OPT_PLAN, ff_ctl_privacy,
+     "privacy plan --sampling-rate Q (--noise-multiplier Z | --epsilon E) "
+     "--steps T --delta D",
+     "Privacy budget of T steps of the Poisson-subsampled Gaussian (DP-SGD,\n"
+     "DP-FedAvg with central noise) by Renyi-DP accounting; needs no\n"
+     "database. With --noise-multiplier Z it prints epsilon at --delta D by\n"
+     "the tight conversion (Balle et al. 2020), the old one (Mironov 2017)\n"
+     "beside it, and the order that gave each. With --epsilon E it prints the\n"
+     "noise multiplier that reaches E by the tight conversion (rounded up to\n"
+     "7 digits) and the epsilon it gives.\n"
+     "  --sampling-rate Q     Poisson sampling rate in [0, 1] (batch/records)\n"
+     "  --noise-multiplier Z  noise std / L2 clip, > 0\n"
+     "  --epsilon E           target epsilon, > 0 (instead of Z)\n"
+     "  --steps T             compositions (steps or rounds), >= 1\n"
+     "  --delta D             target delta in (0, 1)\n"
+     "  --order-grid G        Renyi orders: default (dp_accounting, 156),\n"
+     "                        dpsgd (TF-Privacy compute_dp_sgd_privacy, 72)\n"
+     "                        or ddgauss (2..128, 256)\n"
+     "Exit code 1 when no noise multiplier reaches E on the grid.\n"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -74,7 +95,8 @@ print_usage(FILE *out)
     fprintf(out,
             "usage: fedfusectl [--db CONNINFO] [--json] COMMAND [ARGS...]\n"
             "\n"
-            "Reads the fedfuse registry in PostgreSQL.\n"
+            "Reads the fedfuse registry in PostgreSQL (privacy plan needs\n"
+            "no database).\n"
             "\n"
             "options:\n"
             "  --db CONNINFO  libpq conninfo or URI of the registry (default:\n"
@@ -142,6 +164,12 @@ option_slot(ff_ctl *ctl, const command *c, const char *name)
         {"--since", OPT_SINCE, offsetof(ff_ctl, since)},
         {"--until", OPT_UNTIL, offsetof(ff_ctl, until)},
         {"--limit", OPT_LIMIT, offsetof(ff_ctl, limit)},
+        {"--sampling-rate", OPT_PLAN, offsetof(ff_ctl, sampling_rate)},
+        {"--noise-multiplier", OPT_PLAN, offsetof(ff_ctl, noise_multiplier)},
+        {"--epsilon", OPT_PLAN, offsetof(ff_ctl, epsilon)},
+        {"--steps", OPT_PLAN, offsetof(ff_ctl, steps)},
+        {"--delta", OPT_PLAN, offsetof(ff_ctl, delta)},
+        {"--order-grid", OPT_PLAN, offsetof(ff_ctl, order_grid)},
     };
 
     if (strcmp(name, "--db") == 0)

@@ -17,7 +17,7 @@ declare -A allowed=(
   [registry]="common"
   [coordinator]="common model dataset registry privacy proto"
   [client]="common model dataset privacy proto"
-  [admin]="common registry"
+  [admin]="common registry privacy"
 )
 folders="${!allowed[*]}"
 bad=0
