@@ -34,6 +34,9 @@ void ff_site_config_usage(FILE *f)
         "                           coordinator this long (default 60)\n"
         "  --rpc-timeout S          deadline of Register and Poll calls\n"
         "  --transfer-timeout S     deadline of a download or upload\n"
+        "  --identity FILE          the site's Ed25519 identity key, made\n"
+        "                           on first start (mode 0600; default\n"
+        "                           site.identity next to the manifest)\n"
         "  --help                   this text\n",
         f);
 }
@@ -75,6 +78,8 @@ static ff_status set_option(void *ctx, const char *k, const char *v,
     if (strcmp(k, "transfer-timeout") == 0)
         return ff_config_parse_double(v, 0.1, 86400.0, &c->transfer_timeout, k,
                                       err);
+    if (strcmp(k, "identity") == 0)
+        return ff_config_copy_str(c->identity, sizeof c->identity, v, k, err);
     return ff_error_set(err, FF_ERR_CONFIG, "unknown option '%s'", k);
 }
 

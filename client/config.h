@@ -25,6 +25,8 @@ typedef struct ff_site_config {
                                long (with backoff) before giving up */
     double rpc_timeout;     /* deadline of Register and Poll, seconds */
     double transfer_timeout;/* deadline of a download or upload */
+    char identity[FF_SITE_STR_MAX]; /* Ed25519 identity key file; "" means
+                                       <manifest dir>/site.identity */
 } ff_site_config;
 
 /* Fills c with the defaults. */

@@ -48,6 +48,24 @@ FF_MUST_USE ff_status ff_site_rpc_poll(ff_site_rpc *r,
                                        ff_wire_poll_reply *rep,
                                        double timeout_s, ff_error *err);
 
+/* Frees the secure aggregation task a Poll reply may hold (rep->secagg);
+ * accepts NULL. Call it after every successful Poll. */
+void ff_site_rpc_poll_reply_cleanup(ff_wire_poll_reply *rep);
+
+/*
+ * SecAgg: sends one stage message (req: site id, round, stage, data
+ * borrowed) and reads the answer into *rep: status OK, WAIT or ABORTED,
+ * a reason and data that stays valid until ff_site_rpc_secagg_cleanup(rep)
+ * (call it after success). Errors as above.
+ */
+FF_MUST_USE ff_status ff_site_rpc_secagg(ff_site_rpc *r,
+                                         const ff_wire_secagg_msg *req,
+                                         ff_wire_secagg_msg *rep,
+                                         double timeout_s, ff_error *err);
+
+/* Frees what a SecAgg answer holds; accepts NULL and a zeroed answer. */
+void ff_site_rpc_secagg_cleanup(ff_wire_secagg_msg *rep);
+
 /* DownloadModel: reassembles the artifact in order into *artifact
  * (malloc'd, caller frees; NULL on error) after checking every chunk's
  * offset, total length and digest against the first, then the complete

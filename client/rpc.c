@@ -517,3 +517,35 @@ ff_status ff_site_rpc_upload(ff_site_rpc *r, const ff_wire_update_header *h,
     call_end(&c);
     return st;
 }
+
+/* ---- SecAgg ---- */
+
+void ff_site_rpc_poll_reply_cleanup(ff_wire_poll_reply *rep)
+{
+    ff_site_wire_poll_reply_cleanup(rep);
+}
+
+ff_status ff_site_rpc_secagg(ff_site_rpc *r, const ff_wire_secagg_msg *req,
+                             ff_wire_secagg_msg *rep, double timeout_s,
+                             ff_error *err)
+{
+    ff_wire_bytes out = {NULL, 0};
+    grpc_slice in;
+    ff_status st = ff_site_wire_secagg_encode(req, &out, err);
+
+    memset(rep, 0, sizeof *rep);
+    if (st != FF_OK)
+        return st;
+    st = unary(r, FF_WIRE_METHOD_SECAGG, &out, &in, timeout_s, err);
+    if (st != FF_OK)
+        return st;
+    st = ff_site_wire_secagg_reply_decode(GRPC_SLICE_START_PTR(in),
+                                          GRPC_SLICE_LENGTH(in), rep, err);
+    grpc_slice_unref(in);
+    return st;
+}
+
+void ff_site_rpc_secagg_cleanup(ff_wire_secagg_msg *rep)
+{
+    ff_site_wire_secagg_reply_cleanup(rep);
+}

@@ -5,6 +5,7 @@
  */
 #include "site.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,6 +14,7 @@
 #include "../dataset/ff_dataset.h"
 #include "../model/ff_model.h"
 #include "ff_site_rpc.h"
+#include "ff_site_secagg.h"
 #include "ff_site_update.h"
 
 /* Backoff between retries of a failed call, seconds. */
@@ -25,6 +27,8 @@ struct ff_site {
     ff_load_report report;
     char digest[65];
     uint32_t modalities;        /* modalities present in some record */
+    char identity[FF_SITE_STR_MAX + 32]; /* identity key file */
+    uint8_t identity_pk[FF_SITE_IDENTITY_PK];
     ff_model *global;
     ff_model *local;
     ff_site_rpc *rpc;
@@ -111,6 +115,22 @@ static void report_log(const ff_site *s)
         FF_DEBUG("  label %d: %zu records", m, r->label_counts[m]);
 }
 
+/* Finds (default: site.identity next to the manifest) and loads the
+ * identity key, keeping only its public half. */
+static ff_status identity_open(ff_site *s, ff_error *err)
+{
+    const char *m = s->cfg.manifest, *slash = strrchr(m, '/');
+
+    if (s->cfg.identity[0] != '\0')
+        snprintf(s->identity, sizeof s->identity, "%s", s->cfg.identity);
+    else if (slash == NULL)
+        snprintf(s->identity, sizeof s->identity, "site.identity");
+    else
+        snprintf(s->identity, sizeof s->identity, "%.*s/site.identity",
+                 (int)(slash - m), m);
+    return ff_site_identity_load(s->identity, s->identity_pk, NULL, err);
+}
+
 ff_status ff_site_create(ff_site **out, const ff_site_config *cfg,
                          ff_error *err)
 {
@@ -138,6 +158,8 @@ ff_status ff_site_create(ff_site **out, const ff_site_config *cfg,
     }
     if (st == FF_OK)
         st = ff_model_create(&s->local, 1, err);
+    if (st == FF_OK)
+        st = identity_open(s, err);
     if (st == FF_OK)
         st = ff_site_rpc_create(&s->rpc, cfg->coordinator, err);
     if (st != FF_OK) {
@@ -175,6 +197,8 @@ static ff_status site_register(ff_site *s, ff_error *err)
     req.modalities = s->modalities;
     req.example_count = s->data.count;
     strcpy(req.manifest_digest, s->digest);
+    req.has_identity = 1;
+    memcpy(req.identity_key, s->identity_pk, sizeof req.identity_key);
     for (;;) {
         ff_error e = {0};
         ff_status st = ff_site_rpc_register(s->rpc, &req, &rep,
@@ -294,6 +318,53 @@ static ff_status round_upload(ff_site *s, const ff_site_update *u,
     return FF_OK;
 }
 
+/* Quantises the update and runs the secure aggregation stages. */
+static ff_status round_secagg(ff_site *s, const ff_wire_poll_reply *poll,
+                              ff_site_update *u, ff_error *err)
+{
+    const ff_wire_secagg_task *t = &poll->task;
+    ff_site_secagg_round r;
+    size_t clipped = 0;
+    uint32_t *words = NULL;
+    ff_status st;
+
+    if (t->length != u->header.param_count + 1 + FF_GROUP_COUNT)
+        return ff_error_set(err, FF_ERR_SHAPE, "secagg vector of %llu words "
+                            "for %llu parameters",
+                            (unsigned long long)t->length,
+                            (unsigned long long)u->header.param_count);
+    words = malloc((size_t)t->length * sizeof *words);
+    if (words == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+    st = ff_site_update_quantize(u, s->global, t->clip, t->max_value, words,
+                                 (size_t)t->length, &clipped, err);
+    if (st == FF_OK && clipped > 0)
+        FF_WARN("secagg: %zu weighted values beyond the clip %g were "
+                "clipped", clipped, (double)t->clip);
+
+    /* The header reveals no counts or loss: they are in the sum. */
+    memset(u->header.group_examples, 0, sizeof u->header.group_examples);
+    u->header.train_loss = 0.0;
+    u->header.train_accuracy = 0.0;
+    u->header.masked = 1;
+    memset(&r, 0, sizeof r);
+    r.rpc = s->rpc;
+    r.site_id = s->cfg.id;
+    r.round = poll->round;
+    r.identity_path = s->identity;
+    r.task = t;
+    r.words = words;
+    r.header = &u->header;
+    r.rpc_timeout = s->cfg.rpc_timeout;
+    r.transfer_timeout = s->cfg.transfer_timeout;
+    r.stage_timeout = s->cfg.transfer_timeout;
+    if (st == FF_OK)
+        st = ff_site_secagg_run(&r, err);
+    sodium_memzero(words, (size_t)t->length * sizeof *words);
+    free(words);
+    return st;
+}
+
 /* Trains round `round` and sends the update. Returns FF_ERR_RPC only when
  * giving up on the coordinator; every other fault ends just this round. */
 static ff_status round_run(ff_site *s, const ff_wire_poll_reply *poll,
@@ -320,7 +391,8 @@ static ff_status round_run(ff_site *s, const ff_wire_poll_reply *poll,
         ff_metric("site_round", "site=%s round=%d loss=%.4f accuracy=%.4f "
                   "examples=%zu seconds=%.2f", s->cfg.id, (int)poll->round,
                   stats.loss, stats.accuracy, stats.examples, stats.seconds);
-        st = round_upload(s, &u, err);
+        st = poll->secagg ? round_secagg(s, poll, &u, err)
+                          : round_upload(s, &u, err);
     }
     ff_site_update_cleanup(&u);
 
@@ -391,11 +463,13 @@ ff_status ff_site_run(ff_site *s, ff_error *err)
         if (rep.action == FF_WIRE_TRAIN && rep.round > s->last_round) {
             context_set(s, rep.round);
             st = round_run(s, &rep, err);
+            ff_site_rpc_poll_reply_cleanup(&rep);
             context_set(s, 0);
             if (st != FF_OK)
                 return st;
             continue;
         }
+        ff_site_rpc_poll_reply_cleanup(&rep);
         sleep_s(s->poll_ms / 1000.0);
     }
 }

@@ -1,8 +1,11 @@
 /*
  * update.c - builds a site's update: the seam where privacy mechanisms
- * (clipping, noise, masking) will transform it before it leaves the site.
+ * transform it before it leaves the site (today: the quantised vector of
+ * secure aggregation; clipping for it happens here too).
  */
 #include "ff_site_update.h"
+
+#include "../privacy/ff_secagg.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -80,6 +83,80 @@ ff_status ff_site_update_prepare(const char *site_id, int round,
                                 "update value %zu is not finite", i);
         float_to_le(d, out->data + 4 * i);
     }
+    return FF_OK;
+}
+
+/* Reads 4 little-endian bytes as a float. */
+static float float_from_le(const uint8_t *p)
+{
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
+                 (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    float v;
+
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+/* Fills x (P + 1 floats) with the example-weighted deltas and the
+ * weighted loss; counts the values beyond clip. */
+static void weighted_fill(const ff_site_update *u, const ff_model *global,
+                          float clip, float *x, size_t *clipped)
+{
+    size_t p = (size_t)u->header.param_count, i;
+    int g;
+
+    memset(x, 0, (p + 1) * sizeof *x);
+    for (g = 0; g < FF_GROUP_COUNT; g++) {
+        size_t off, len;
+        double w = (double)u->header.group_examples[g];
+        ff_model_group_range(global, g, &off, &len);
+        for (i = off; i < off + len && i < p; i++)
+            x[i] = (float)(w * (double)float_from_le(u->data + 4 * i));
+    }
+    x[p] = (float)((double)u->header.group_examples[FF_GROUP_HEAD] *
+                   u->header.train_loss);
+    *clipped = 0;
+    for (i = 0; i <= p; i++)
+        *clipped += fabsf(x[i]) > clip;
+}
+
+ff_status ff_site_update_quantize(const ff_site_update *u,
+                                  const ff_model *global, float clip,
+                                  uint32_t max_value, uint32_t *words,
+                                  size_t m, size_t *clipped, ff_error *err)
+{
+    size_t p = (size_t)u->header.param_count;
+    ff_privacy_error pe = {0};
+    float *x;
+    int g;
+
+    if (m != p + 1 + FF_GROUP_COUNT || p != ff_model_param_count(global))
+        return ff_error_set(err, FF_ERR_SHAPE,
+                            "secagg vector of %zu words for %zu parameters "
+                            "and %d groups", m, p, FF_GROUP_COUNT);
+    for (g = 0; g < FF_GROUP_COUNT; g++)
+        if (u->header.group_examples[g] > max_value)
+            return ff_error_set(err, FF_ERR_ARG,
+                                "group %d has %llu examples, more than "
+                                "max_value %u", g,
+                                (unsigned long long)
+                                    u->header.group_examples[g],
+                                (unsigned)max_value);
+
+    /* Weighted values quantised; counts as they are. */
+    x = malloc((p + 1) * sizeof *x);
+    if (x == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+    weighted_fill(u, global, clip, x, clipped);
+    if (ff_secagg_quantize(x, p + 1, clip, max_value, false, words, &pe) !=
+        FF_PRIVACY_OK) {
+        free(x);
+        return ff_error_set(err, FF_ERR_ARG, "quantising: %s",
+                            ff_privacy_error_text(&pe));
+    }
+    free(x);
+    for (g = 0; g < FF_GROUP_COUNT; g++)
+        words[p + 1 + (size_t)g] = (uint32_t)u->header.group_examples[g];
     return FF_OK;
 }
 

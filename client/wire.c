@@ -5,6 +5,7 @@
 #include "wire.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fedfuse.pb-c.h"
@@ -48,6 +49,10 @@ ff_status ff_site_wire_register_encode(const ff_wire_register *r,
     m.modalities = names;
     m.example_count = r->example_count;
     m.manifest_digest = (char *)r->manifest_digest;
+    if (r->has_identity) {
+        m.identity_key.data = (uint8_t *)r->identity_key;
+        m.identity_key.len = FF_WIRE_IDENTITY_BYTES;
+    }
     return ff_wire_pack(&m.base, out, err);
 }
 
@@ -95,6 +100,7 @@ ff_status ff_site_wire_update_header_encode(const ff_wire_update_header *h,
     hm.group_examples = (uint64_t *)h->group_examples;
     hm.train_loss = h->train_loss;
     hm.train_accuracy = h->train_accuracy;
+    hm.masked = h->masked != 0;
     m.kind_case = FEDFUSE__UPDATE_MESSAGE__KIND_HEADER;
     m.header = &hm;
     return ff_wire_pack(&m.base, out, err);
@@ -176,6 +182,55 @@ static ff_status config_decode(const Fedfuse__TrainConfig *c,
     return FF_OK;
 }
 
+/* Range-checks and copies the secure aggregation task of a TRAIN. The
+ * library checks the configuration itself again when the site uses it. */
+static ff_status task_decode(const Fedfuse__SecAggTask *t,
+                             ff_wire_secagg_task *out, ff_error *err)
+{
+    size_t keys;
+
+    if (t->n_sites < 3 || t->n_sites > FF_WIRE_SECAGG_MAX_SITES ||
+        t->site_index >= t->n_sites)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "secagg site %u of %u sites (3..%u)",
+                            (unsigned)t->site_index, (unsigned)t->n_sites,
+                            (unsigned)FF_WIRE_SECAGG_MAX_SITES);
+    keys = (size_t)t->n_sites * FF_WIRE_IDENTITY_BYTES;
+    if (t->identity_keys.len != keys || t->graph_seed.len != 32)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "secagg task: %zu key bytes for %u sites, "
+                            "seed of %zu bytes", t->identity_keys.len,
+                            (unsigned)t->n_sites, t->graph_seed.len);
+    if (!isfinite(t->clip) || t->clip <= 0.0f || t->max_value == 0 ||
+        t->length == 0 || t->length > FF_WIRE_MAX_PARAMS + FF_WIRE_MAX_GROUPS)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "secagg task: clip, max_value or length out of "
+                            "range");
+    out->identity_keys = malloc(keys);
+    if (out->identity_keys == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+    memcpy(out->identity_keys, t->identity_keys.data, keys);
+    memcpy(out->graph_seed, t->graph_seed.data, 32);
+    out->site_index = t->site_index;
+    out->n_sites = t->n_sites;
+    out->degree = t->degree;
+    out->threshold = t->threshold;
+    out->bits = t->bits;
+    out->length = t->length;
+    out->max_value = t->max_value;
+    out->clip = t->clip;
+    return FF_OK;
+}
+
+void ff_site_wire_poll_reply_cleanup(ff_wire_poll_reply *r)
+{
+    if (r == NULL)
+        return;
+    free(r->task.identity_keys);
+    r->task.identity_keys = NULL;
+    r->secagg = 0;
+}
+
 ff_status ff_site_wire_poll_reply_decode(const uint8_t *buf, size_t len,
                                          ff_wire_poll_reply *out,
                                          ff_error *err)
@@ -202,6 +257,10 @@ ff_status ff_site_wire_poll_reply_decode(const uint8_t *buf, size_t len,
             st = ff_error_set(err, FF_ERR_FORMAT,
                               "TRAIN for round %d, version %d",
                               (int)m->round, (int)m->model_version);
+        if (st == FF_OK && m->secagg != NULL) {
+            st = task_decode(m->secagg, &out->task, err);
+            out->secagg = st == FF_OK;
+        }
     } else if (m->action != FEDFUSE__ACTION__ACTION_WAIT &&
                m->action != FEDFUSE__ACTION__ACTION_FINISHED) {
         st = ff_error_set(err, FF_ERR_FORMAT, "unknown action %d",
@@ -288,4 +347,64 @@ ff_status ff_site_wire_upload_reply_decode(const uint8_t *buf, size_t len,
                            "reason", err);
     fedfuse__upload_reply__free_unpacked(m, NULL);
     return st;
+}
+
+/* ---- secure aggregation stages ---- */
+
+ff_status ff_site_wire_secagg_encode(const ff_wire_secagg_msg *r,
+                                     ff_wire_bytes *out, ff_error *err)
+{
+    Fedfuse__SecAggRequest m = FEDFUSE__SEC_AGG_REQUEST__INIT;
+    ff_status st = check_site_id(r->site_id, err);
+
+    if (st != FF_OK)
+        return st;
+    m.site_id = (char *)r->site_id;
+    m.round = r->round;
+    m.stage = (Fedfuse__SecAggStage)r->stage;
+    m.data.data = (uint8_t *)r->data;
+    m.data.len = r->len;
+    return ff_wire_pack(&m.base, out, err);
+}
+
+ff_status ff_site_wire_secagg_reply_decode(const uint8_t *buf, size_t len,
+                                           ff_wire_secagg_msg *out,
+                                           ff_error *err)
+{
+    ProtobufCMessage *pm;
+    Fedfuse__SecAggReply *m;
+    ff_status st;
+
+    memset(out, 0, sizeof *out);
+    st = ff_wire_unpack(&fedfuse__sec_agg_reply__descriptor, buf, len, &pm,
+                        err);
+    if (st != FF_OK)
+        return st;
+    m = (Fedfuse__SecAggReply *)pm;
+    st = ff_wire_text_copy(out->reason, sizeof out->reason, m->reason,
+                           "reason", err);
+    if (st == FF_OK && (int)m->status > FEDFUSE__SEC_AGG_STATUS__SECAGG_ABORTED)
+        st = ff_error_set(err, FF_ERR_FORMAT, "unknown secagg status %d",
+                          (int)m->status);
+    if (st == FF_OK && m->data.len > FF_WIRE_SECAGG_DATA_MAX)
+        st = ff_error_set(err, FF_ERR_TOO_LARGE,
+                          "secagg data of %zu bytes", m->data.len);
+    if (st != FF_OK) {
+        fedfuse__sec_agg_reply__free_unpacked(m, NULL);
+        return st;
+    }
+    out->status = (ff_wire_secagg_status)m->status;
+    out->data = m->data.data;
+    out->len = m->data.len;
+    out->owner = m;
+    return FF_OK;
+}
+
+void ff_site_wire_secagg_reply_cleanup(ff_wire_secagg_msg *msg)
+{
+    if (msg == NULL)
+        return;
+    if (msg->owner != NULL)
+        fedfuse__sec_agg_reply__free_unpacked(msg->owner, NULL);
+    memset(msg, 0, sizeof *msg);
 }

@@ -58,6 +58,24 @@ FF_MUST_USE ff_status ff_site_wire_poll_reply_decode(const uint8_t *buf,
                                                      ff_wire_poll_reply *out,
                                                      ff_error *err);
 
+/* Frees the secagg task keys a decoded PollReply holds (out->secagg set by
+ * the decoder; at least 3 sites, n x 32 key bytes, a 32-byte seed, a
+ * positive clip). Accepts NULL and a reply without a task. */
+void ff_site_wire_poll_reply_cleanup(ff_wire_poll_reply *r);
+
+/* Encodes a SecAggRequest (site id, round, stage, data borrowed). */
+FF_MUST_USE ff_status ff_site_wire_secagg_encode(const ff_wire_secagg_msg *r,
+                                                 ff_wire_bytes *out,
+                                                 ff_error *err);
+
+/* Decodes a SecAggReply; out->data points into storage held by out->owner
+ * until ff_site_wire_secagg_reply_cleanup (which accepts a zeroed one). */
+FF_MUST_USE ff_status ff_site_wire_secagg_reply_decode(
+    const uint8_t *buf, size_t len, ff_wire_secagg_msg *out, ff_error *err);
+
+/* Frees what the SecAgg reply decoder kept and zeroes msg. */
+void ff_site_wire_secagg_reply_cleanup(ff_wire_secagg_msg *msg);
+
 /* Decodes a ModelChunk: data at most FF_WIRE_CHUNK_MAX bytes, total length
  * 1..FF_WIRE_MAX_ARTIFACT, offset + len within it, digest of 32 bytes.
  * out->data points into storage held by out->owner until

@@ -140,6 +140,42 @@ ff_status ff_aggregate_add(ff_aggregate *a, const float *delta, size_t n,
     return FF_OK;
 }
 
+ff_status ff_aggregate_add_sum(ff_aggregate *a, const float *wsum, size_t n,
+                               const uint64_t *examples, int n_groups,
+                               size_t inputs, ff_error *err)
+{
+    uint64_t total = 0;
+    size_t bad, i;
+    int g;
+
+    /* Check everything before touching the sum. */
+    if (n != a->n_params || n_groups != a->n_groups)
+        return ff_error_set(err, FF_ERR_SHAPE,
+                            "sum of %zu parameters in %d groups, expected "
+                            "%zu in %d", n, n_groups, a->n_params,
+                            a->n_groups);
+    bad = first_nonfinite(wsum, n);
+    if (bad < n)
+        return ff_error_set(err, FF_ERR_NONFINITE,
+                            "NaN or Inf in the sum at parameter %zu", bad);
+    for (g = 0; g < n_groups; g++)
+        total += examples[g];
+    if (inputs == 0 || total == 0)
+        return ff_error_set(err, FF_ERR_ARG, "sum of %zu updates with %llu "
+                            "examples", inputs, (unsigned long long)total);
+
+    /* Group slices only, as ff_aggregate_add would have summed them. */
+    for (g = 0; g < a->n_groups; g++) {
+        if (examples[g] == 0)
+            continue;
+        for (i = a->offset[g]; i < a->offset[g] + a->length[g]; i++)
+            a->sum[i] += (double)wsum[i];
+        a->examples[g] += examples[g];
+    }
+    a->updates += inputs;
+    return FF_OK;
+}
+
 size_t ff_aggregate_count(const ff_aggregate *a)
 {
     return a->updates;

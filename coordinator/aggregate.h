@@ -57,6 +57,19 @@ FF_MUST_USE ff_status ff_aggregate_add(ff_aggregate *a, const float *delta,
                                        size_t n, const uint64_t *examples,
                                        int n_groups, ff_error *err);
 
+/*
+ * Adds an already summed set of updates (secure aggregation): wsum holds n
+ * values, wsum[i] = sum_s n_{s,g} * delta_{s,i} for the parameters of each
+ * group g (values outside groups are ignored), examples[g] = sum_s n_{s,g},
+ * and inputs the number of updates in the sum. Nothing is added unless all
+ * of it passes. Errors: FF_ERR_SHAPE, FF_ERR_NONFINITE (names the index),
+ * FF_ERR_ARG (inputs 0 or every count zero).
+ */
+FF_MUST_USE ff_status ff_aggregate_add_sum(ff_aggregate *a, const float *wsum,
+                                           size_t n, const uint64_t *examples,
+                                           int n_groups, size_t inputs,
+                                           ff_error *err);
+
 /* Number of updates added since the last reset. */
 size_t ff_aggregate_count(const ff_aggregate *a);
 

@@ -22,6 +22,11 @@ void ff_coord_config_default(ff_coord_config *c)
     c->poll_interval_ms = 500;
     ff_train_config_default(&c->train);
     c->init_seed = c->train.seed;
+    c->secagg = 1;
+    c->secagg_clip = 4096.0;
+    c->secagg_stage_deadline = 20.0;
+    c->secagg_dropout = 0.34;
+    c->secagg_corrupt = 0.1;
 }
 
 void ff_coord_config_usage(FILE *f)
@@ -49,6 +54,13 @@ void ff_coord_config_usage(FILE *f)
         "                       local training config sent to the sites;\n"
         "                       --seed also draws the initial model\n"
         "  --threads N          OpenBLAS threads\n"
+        "  --secagg on|off      securely sum each round (SecAgg+; needs 3+\n"
+        "                       sites); default on\n"
+        "  --secagg-clip C      clip of example-weighted deltas (4096)\n"
+        "  --secagg-stage-deadline SEC  wait of each later stage (20)\n"
+        "  --secagg-dropout X --secagg-corrupt X\n"
+        "                       dropout and collusion rates (k, t) must\n"
+        "                       tolerate (0.34, 0.1)\n"
         "  --help               this text\n",
         f);
 }
@@ -200,6 +212,24 @@ static ff_status set_option(void *ctx, const char *k, const char *v,
         return ff_config_parse_double(v, 0.1, 86400.0, &c->deadline, k, err);
     if (strcmp(k, "finish-grace") == 0)
         return ff_config_parse_double(v, 0.0, 3600.0, &c->finish_grace, k, err);
+    if (strcmp(k, "secagg") == 0) {
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+            return ff_error_set(err, FF_ERR_CONFIG,
+                                "secagg: '%s' is not on or off", v);
+        c->secagg = strcmp(v, "on") == 0;
+        return FF_OK;
+    }
+    if (strcmp(k, "secagg-clip") == 0)
+        return ff_config_parse_double(v, 1e-6, 1e9, &c->secagg_clip, k, err);
+    if (strcmp(k, "secagg-stage-deadline") == 0)
+        return ff_config_parse_double(v, 0.1, 86400.0,
+                                      &c->secagg_stage_deadline, k, err);
+    if (strcmp(k, "secagg-dropout") == 0)
+        return ff_config_parse_double(v, 0.0, 0.9, &c->secagg_dropout, k,
+                                      err);
+    if (strcmp(k, "secagg-corrupt") == 0)
+        return ff_config_parse_double(v, 0.0, 0.9, &c->secagg_corrupt, k,
+                                      err);
     if (strcmp(k, "poll-interval") == 0) {
         st = ff_config_parse_int(v, 10, 60000, &ms, k, err);
         if (st == FF_OK)
@@ -248,6 +278,10 @@ ff_status ff_coord_config_check(const ff_coord_config *c, ff_error *err)
         return ff_error_set(err, FF_ERR_CONFIG,
                             "min-sites %d exceeds the %d known sites",
                             c->min_sites, c->n_sites);
+    if (c->secagg && c->n_sites < 3)
+        return ff_error_set(err, FF_ERR_CONFIG,
+                            "secagg on needs at least 3 known sites, got %d "
+                            "(or give --secagg off)", c->n_sites);
     if (strchr(c->listen, ':') == NULL)
         return ff_error_set(err, FF_ERR_CONFIG,
                             "listen: '%s' is not HOST:PORT", c->listen);

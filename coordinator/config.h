@@ -39,6 +39,11 @@ typedef struct ff_coord_config {
     unsigned poll_interval_ms;
     ff_train_config train;  /* sent to the sites every round */
     uint64_t init_seed;     /* seed of the initial model (= train.seed) */
+    int secagg;             /* rounds are securely summed (SecAgg+) */
+    double secagg_clip;     /* n_{s,g} * delta clipped to [-clip, clip] */
+    double secagg_stage_deadline; /* seconds each later stage waits */
+    double secagg_dropout;  /* dropout rate the parameters tolerate */
+    double secagg_corrupt;  /* colluding fraction they resist */
 } ff_coord_config;
 
 /* Fills c with the defaults. */

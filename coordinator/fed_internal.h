@@ -12,6 +12,7 @@
 
 #include "../dataset/ff_dataset.h"
 #include "../model/ff_model.h"
+#include "../privacy/ff_secagg.h"
 #include "../registry/ff_registry.h"
 #include "aggregate.h"
 #include "federation.h"
@@ -26,6 +27,18 @@ typedef enum ff_fed_state {
     FF_FED_FINISHING,    /* every round done: telling sites FINISHED */
     FF_FED_STOPPED       /* over */
 } ff_fed_state;
+
+/* Stages of a securely summed round (secagg.c); changed by the main
+ * thread under the lock. */
+typedef enum ff_fed_sa_stage {
+    FF_FED_SA_NONE = 0,   /* no secure aggregation in progress */
+    FF_FED_SA_ADVERT,     /* sites train, then advertise keys */
+    FF_FED_SA_SHARING,    /* the key list is out; sealed shares come in */
+    FF_FED_SA_MASKING,    /* shares forwarded; masked vectors come in */
+    FF_FED_SA_UNMASKING,  /* unmask requests out; answers come in */
+    FF_FED_SA_DONE,       /* the sum is known */
+    FF_FED_SA_FAILED      /* aborted: sa_reason says why */
+} ff_fed_sa_stage;
 
 /* What the coordinator knows of one configured site. */
 typedef struct ff_fed_site {
@@ -42,6 +55,9 @@ typedef struct ff_fed_site {
     int uploading;
     int contributed;
     uint64_t examples;         /* head-group examples of its update */
+    int has_key;               /* identity key pinned (trust on first use) */
+    uint8_t identity[FF_WIRE_IDENTITY_BYTES];
+    int sa_index;              /* number in the secagg round, or -1 */
 } ff_fed_site;
 
 struct ff_upload {
@@ -80,7 +96,47 @@ struct ff_federation {
     int stop;
     char stop_reason[128];
     double deadline_at;        /* monotonic time the open round closes */
+
+    /* secure aggregation of the open round (guarded by lock) */
+    ff_secagg_server *sa;
+    ff_secagg_config sa_cfg;
+    ff_fed_sa_stage sa_stage;
+    uint8_t *sa_pks;           /* n x 32 identity keys, in sa order */
+    int sa_site[FF_COORD_MAX_SITES]; /* secagg number -> site index */
+    ff_secagg_msg sa_keys;     /* the signed key list */
+    ff_secagg_msg sa_forward[FF_COORD_MAX_SITES];
+    ff_secagg_msg sa_unmask[FF_COORD_MAX_SITES];
+    char sa_reason[FF_WIRE_TEXT_MAX + 1];
+    json_t *sa_record;         /* main thread: the round's protocol record */
 };
+
+/* Runs the secure aggregation stages of round r, which is open (state
+ * training, sites selected): on success the round's aggregate holds the
+ * unmasked sum and *aborted is 0; otherwise *aborted is 1 and why holds the
+ * reason (logged and audited by the caller). Drops and audits the sites
+ * that miss a stage. Main thread. Errors: none beyond an abort. */
+void ff_fed_secagg_round(ff_federation *f, int r, int *aborted, char *why,
+                         size_t cap);
+
+/* Fills the secagg task of site i for a TRAIN reply (task->identity_keys
+ * malloc'd: the caller frees it). Returns 0 when there is none (or no
+ * memory). Lock held. */
+int ff_fed_secagg_task(ff_federation *f, int i, ff_wire_secagg_task *task);
+
+/* Checks a masked upload's header and returns the bytes it must bring
+ * (lock held); FF_ERR_REJECTED with the reason in err. */
+FF_MUST_USE ff_status ff_fed_secagg_upload_check(ff_federation *f, int i,
+                                                 size_t *expected,
+                                                 ff_error *err);
+
+/* Adds a complete masked vector (little-endian words) of site i to the
+ * secure sum. Lock held. Errors: FF_ERR_REJECTED with the reason. */
+FF_MUST_USE ff_status ff_fed_secagg_upload_add(ff_federation *f, int i,
+                                               uint8_t *bytes, size_t len,
+                                               ff_error *err);
+
+/* Frees the secure aggregation state of a round. Lock held. */
+void ff_fed_secagg_clear(ff_federation *f);
 
 /* Monotonic clock in seconds. */
 double ff_fed_now(void);
@@ -102,6 +158,12 @@ void ff_fed_wait(ff_federation *f, double until);
  * owned by the caller). Errors: FF_ERR_NOMEM, FF_ERR_TOO_LARGE. */
 FF_MUST_USE ff_status ff_fed_blob_make(const ff_model *m, int version,
                                        ff_model_blob **out, ff_error *err);
+
+/* Waits, heartbeating, until done(f, arg) says so, the stop flag is set
+ * or `until` (monotonic seconds) passes. Lock held on entry and exit. */
+void ff_fed_wait_until(ff_federation *f, double until,
+                       int (*done)(const ff_federation *, void *),
+                       void *arg);
 
 /* Name of a state ("waiting", "training", ...). */
 const char *ff_fed_state_name(ff_fed_state s);

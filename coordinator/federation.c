@@ -128,6 +128,11 @@ static ff_status registry_open(ff_federation *f, ff_error *err)
 
     if (st == FF_OK)
         st = ff_registry_migrate(f->reg, &version, err);
+
+    /* One coordinator per model and database: a second one would start the
+     * same rounds and race the first to publish. */
+    if (st == FF_OK)
+        st = ff_registry_model_claim(f->reg, f->cfg.model, err);
     if (st != FF_OK)
         return ff_error_wrap(err, st, "registry");
     FF_INFO("registry ready (schema version %d)", version);
@@ -238,6 +243,41 @@ static ff_status restore(ff_federation *f, ff_error *err)
     return FF_OK;
 }
 
+/* Pins the identity keys stored with earlier registrations (trust on
+ * first use survives restarts). */
+static ff_status identities_restore(ff_federation *f, ff_error *err)
+{
+    json_t *status = NULL, *sites, *site;
+    ff_status st = ff_registry_status(f->reg, &status, err);
+    size_t k;
+    int n = 0;
+
+    if (st != FF_OK)
+        return ff_error_wrap(err, st, "reading pinned identity keys");
+    sites = json_object_get(status, "sites");
+    json_array_foreach(sites, k, site) {
+        const char *name = json_string_value(json_object_get(site, "name"));
+        const char *hex = json_string_value(json_object_get(
+            json_object_get(site, "details"), "identity_key"));
+        int i = name != NULL ? ff_fed_site_find(f, name) : -1;
+        size_t len = 0;
+        if (i < 0 || hex == NULL)
+            continue;
+        if (sodium_hex2bin(f->sites[i].identity, FF_WIRE_IDENTITY_BYTES, hex,
+                           strlen(hex), NULL, &len, NULL) != 0 ||
+            len != FF_WIRE_IDENTITY_BYTES) {
+            FF_WARN("site=%s: stored identity key is malformed; ignored",
+                    name);
+            continue;
+        }
+        f->sites[i].has_key = 1;
+        n++;
+    }
+    json_decref(status);
+    FF_INFO("%d pinned site identity keys restored", n);
+    return FF_OK;
+}
+
 /* Audits the start with what this coordinator will do. */
 static void audit_started(ff_federation *f)
 {
@@ -274,8 +314,10 @@ ff_status ff_federation_create(ff_federation **out,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&f->cond, &ca);
     pthread_condattr_destroy(&ca);
-    for (i = 0; i < cfg->n_sites; i++)
+    for (i = 0; i < cfg->n_sites; i++) {
         strcpy(f->sites[i].id, cfg->sites[i]);
+        f->sites[i].sa_index = -1;
+    }
     f->n_sites = cfg->n_sites;
 
     /* Registry, test set, models, then the state they were left in. */
@@ -288,6 +330,8 @@ ff_status ff_federation_create(ff_federation **out,
         st = model_record(f, err);
     if (st == FF_OK)
         st = restore(f, err);
+    if (st == FF_OK)
+        st = identities_restore(f, err);
     if (st == FF_OK)
         st = ff_fed_blob_make(f->global, f->version, &f->blob, err);
     if (st != FF_OK) {
@@ -304,6 +348,8 @@ void ff_federation_destroy(ff_federation *f)
     if (f == NULL)
         return;
     ff_federation_blob_release(f, f->blob);
+    ff_fed_secagg_clear(f);
+    json_decref(f->sa_record);
     ff_aggregate_destroy(f->agg);
     ff_model_destroy(f->candidate);
     ff_model_destroy(f->global);
@@ -327,8 +373,10 @@ void ff_federation_stop(ff_federation *f, const char *why)
 
 /* ---- Register ---- */
 
-/* The registration details stored with the site. */
-static json_t *register_details(const ff_wire_register *req)
+/* The registration details stored with the site; key_hex (the pinned
+ * identity key) may be NULL. */
+static json_t *register_details(const ff_wire_register *req,
+                                const char *key_hex)
 {
     json_t *mods = json_array();
     int m;
@@ -337,10 +385,41 @@ static json_t *register_details(const ff_wire_register *req)
         if (req->modalities & (1u << m))
             json_array_append_new(
                 mods, json_string(ff_modality_name((ff_modality)m)));
-    return json_pack("{s:o?, s:I, s:s, s:s}", "modalities", mods,
+    return json_pack("{s:o?, s:I, s:s, s:s, s:s?}", "modalities", mods,
                      "examples", (json_int_t)req->example_count,
                      "code_version", req->code_version, "manifest_digest",
-                     req->manifest_digest);
+                     req->manifest_digest, "identity_key", key_hex);
+}
+
+/* Trust on first use: pins a new site's identity key, refuses a key that
+ * differs from the pinned one (and no key when rounds need one). Writes
+ * the pinned key's hex into key_hex ("" for none). Returns NULL or the
+ * reason to refuse. Takes the lock. */
+static const char *identity_pin(ff_federation *f, int i,
+                                const ff_wire_register *req, char *key_hex)
+{
+    const char *why = NULL;
+    ff_fed_site *s = &f->sites[i];
+
+    key_hex[0] = '\0';
+    pthread_mutex_lock(&f->lock);
+    if (!req->has_identity && f->cfg.secagg)
+        why = "no identity key (secure aggregation needs one)";
+    else if (req->has_identity && s->has_key &&
+             sodium_memcmp(s->identity, req->identity_key,
+                           FF_WIRE_IDENTITY_BYTES) != 0)
+        why = "identity key differs from the key pinned at the site's "
+              "first registration";
+    else if (req->has_identity && !s->has_key) {
+        memcpy(s->identity, req->identity_key, FF_WIRE_IDENTITY_BYTES);
+        s->has_key = 1;
+        FF_INFO("site=%s: identity key pinned (trust on first use)",
+                req->site_id);
+    }
+    if (why == NULL && s->has_key)
+        ff_fed_hex(s->identity, FF_WIRE_IDENTITY_BYTES, key_hex);
+    pthread_mutex_unlock(&f->lock);
+    return why;
 }
 
 /* Refuses a registration: reply, one WARN line, one audit row. */
@@ -360,6 +439,8 @@ ff_status ff_federation_register(ff_federation *f,
                                  ff_wire_register_reply *reply,
                                  ff_error *err)
 {
+    char key_hex[2 * FF_WIRE_IDENTITY_BYTES + 1];
+    const char *why;
     json_t *details;
     ff_status st;
     int i;
@@ -378,8 +459,14 @@ ff_status ff_federation_register(ff_federation *f,
         return FF_OK;
     }
 
+    why = identity_pin(f, i, req, key_hex);
+    if (why != NULL) {
+        register_refuse(f, req, reply, why);
+        return FF_OK;
+    }
+
     /* Recorded in the registry first: a site is registered once stored. */
-    details = register_details(req);
+    details = register_details(req, key_hex[0] ? key_hex : NULL);
     st = ff_registry_site_register(f->reg, req->site_id, details, err);
     json_decref(details);
     if (st != FF_OK) {
@@ -475,6 +562,9 @@ ff_status ff_federation_poll(ff_federation *f, const ff_wire_poll *req,
         reply->action = FF_WIRE_TRAIN;
         reply->config.seed = f->cfg.train.seed + (uint64_t)f->round * 7919u +
                              (uint64_t)i;
+        reply->secagg = ff_fed_secagg_task(f, i, &reply->task);
+        if (f->cfg.secagg && !reply->secagg)
+            reply->action = FF_WIRE_WAIT;   /* stages not set up (yet) */
     } else {
         reply->action = FF_WIRE_WAIT;
     }

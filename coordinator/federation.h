@@ -123,6 +123,19 @@ FF_MUST_USE ff_status ff_federation_upload_finish(ff_federation *f,
 void ff_federation_upload_abandon(ff_federation *f, ff_upload *up,
                                   const char *reason);
 
+/*
+ * SecAgg: one secure aggregation stage message of req (borrowed). Fills
+ * reply: status OK (accepted, or reply->data holds what was asked for,
+ * malloc'd and owned by the caller), WAIT (not available yet) or ABORTED
+ * with a reason (the round is over for this site; logged). Errors:
+ * FF_ERR_REJECTED (unknown site), FF_ERR_STATE (not registered),
+ * FF_ERR_NOMEM.
+ */
+FF_MUST_USE ff_status ff_federation_secagg(ff_federation *f,
+                                           const ff_wire_secagg_msg *req,
+                                           ff_wire_secagg_msg *reply,
+                                           ff_error *err);
+
 /* Refuses an upload that never produced a valid header (logged and
  * audited; site may be NULL when unknown). */
 void ff_federation_upload_refuse(ff_federation *f, const char *site,

@@ -106,6 +106,13 @@ static void wait_until(ff_federation *f, double until,
     }
 }
 
+void ff_fed_wait_until(ff_federation *f, double until,
+                       int (*done)(const ff_federation *, void *),
+                       void *arg)
+{
+    wait_until(f, until, done, arg);
+}
+
 /* Whether a stop was asked for; copies its reason when why is set. */
 static int stop_requested(ff_federation *f, char *why, size_t cap)
 {
@@ -174,8 +181,9 @@ static json_t *train_config_json(const ff_federation *f)
     const ff_train_config *t = &f->cfg.train;
 
     return json_pack("{s:s, s:i, s:i, s:f, s:s, s:s, s:f, s:f, s:f, s:I, "
-                     "s:i, s:f}",
-                     "protocol", "fedavg", "epochs", t->epochs, "batch",
+                     "s:i, s:f, s:O?}",
+                     "protocol", f->cfg.secagg ? "secagg+" : "fedavg",
+                     "epochs", t->epochs, "batch",
                      t->batch_size, "lr", setting(t->lr), "lr_schedule",
                      t->lr_schedule == FF_LR_COSINE ? "cosine" : "constant",
                      "optimizer",
@@ -184,7 +192,8 @@ static json_t *train_config_json(const ff_federation *f)
                      setting(t->weight_decay), "modality_dropout",
                      setting(t->modality_dropout), "seed",
                      (json_int_t)t->seed, "min_sites", f->cfg.min_sites,
-                     "deadline_s", f->cfg.deadline);
+                     "deadline_s", f->cfg.deadline, "secagg",
+                     f->sa_record);
 }
 
 /* Selects the alive sites for round r and resets the running sum; returns
@@ -288,6 +297,8 @@ static size_t contributions_get(ff_federation *f, ff_contribution *out,
         total += s->examples;
         n++;
     }
+    if (f->cfg.secagg)      /* per-site counts are hidden in the sum */
+        total = ff_aggregate_group_examples(f->agg, FF_GROUP_HEAD);
     *train_loss = total > 0 ? f->loss_sum / (double)total : 0.0;
     pthread_mutex_unlock(&f->lock);
     return n;
@@ -417,13 +428,16 @@ static ff_status round_publish(ff_federation *f, int r, ff_error *err)
  * (the round could not be recorded). */
 static ff_status round_run(ff_federation *f, int r, ff_error *err)
 {
-    json_t *config = train_config_json(f);
+    json_t *config;
     json_t *ids;
     char why[160];
     int n_selected, n_contrib, stopped;
     ff_status st;
 
     /* Open: select, record, then let sites train. */
+    json_decref(f->sa_record);
+    f->sa_record = NULL;
+    config = train_config_json(f);
     snprintf(why, sizeof why, "round=%d", r);
     ff_log_set_context(why);
     ids = round_select(f, r, &n_selected);
@@ -435,6 +449,23 @@ static ff_status round_run(ff_federation *f, int r, ff_error *err)
     snprintf(why, sizeof why, "round %d opened for %d sites, deadline "
              "%.1f s", r, n_selected, f->cfg.deadline);
     set_state(f, FF_FED_TRAINING, why);
+
+    /* Securely summed: the stages decide who contributes. */
+    if (f->cfg.secagg) {
+        int aborted = 0;
+        ff_fed_secagg_round(f, r, &aborted, why, sizeof why);
+        set_state(f, FF_FED_AGGREGATING,
+                  aborted ? "secure aggregation failed" : "secure sum ready");
+        if (aborted)
+            return round_abort(f, r, why, err);
+        n_contrib = (int)ff_aggregate_count(f->agg);
+        if (n_contrib < f->cfg.min_sites) {
+            snprintf(why, sizeof why, "only %d of min-sites %d sites are in "
+                     "the secure sum", n_contrib, f->cfg.min_sites);
+            return round_abort(f, r, why, err);
+        }
+        return round_publish(f, r, err);
+    }
 
     /* Collect until everyone sent an update or the deadline passes. */
     pthread_mutex_lock(&f->lock);

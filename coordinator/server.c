@@ -43,7 +43,8 @@ typedef enum call_method {
     METHOD_REGISTER,
     METHOD_POLL,
     METHOD_DOWNLOAD,
-    METHOD_UPLOAD
+    METHOD_UPLOAD,
+    METHOD_SECAGG
 } call_method;
 
 struct ff_server {
@@ -252,12 +253,35 @@ static ff_status handle_poll(call *c, const grpc_slice *in,
                                    GRPC_SLICE_LENGTH(*in), &req, err);
     if (st == FF_OK)
         st = ff_federation_poll(c->srv->fed, &req, &rep, err);
-    if (st == FF_OK)
-        return ff_coord_wire_poll_reply_encode(&rep, out, err);
+    if (st == FF_OK) {
+        st = ff_coord_wire_poll_reply_encode(&rep, out, err);
+        free(rep.task.identity_keys);
+        return st;
+    }
     if (st == FF_ERR_STATE)
         FF_INFO("poll refused: %s", ff_error_text(err));
     else
         FF_WARN("poll refused: %s", ff_error_text(err));
+    return st;
+}
+
+static ff_status handle_secagg(call *c, const grpc_slice *in,
+                               ff_wire_bytes *out, ff_error *err)
+{
+    ff_wire_secagg_msg req, rep;
+    ff_status st;
+
+    memset(&rep, 0, sizeof rep);
+    st = ff_coord_wire_secagg_decode(GRPC_SLICE_START_PTR(*in),
+                                     GRPC_SLICE_LENGTH(*in), &req, err);
+    if (st == FF_OK)
+        st = ff_federation_secagg(c->srv->fed, &req, &rep, err);
+    if (st == FF_OK)
+        st = ff_coord_wire_secagg_reply_encode(&rep, out, err);
+    else
+        FF_WARN("secagg call refused: %s", ff_error_text(err));
+    free((void *)rep.data);
+    ff_coord_wire_secagg_cleanup(&req);
     return st;
 }
 
@@ -270,9 +294,12 @@ static void unary_received(call *c)
     ff_status st = ff_grpc_buf_read(c->recv, "message", &in, &err);
 
     if (st == FF_OK) {
-        st = c->method == METHOD_REGISTER ? handle_register(c, &in, &out,
-                                                            &err)
-                                          : handle_poll(c, &in, &out, &err);
+        if (c->method == METHOD_REGISTER)
+            st = handle_register(c, &in, &out, &err);
+        else if (c->method == METHOD_SECAGG)
+            st = handle_secagg(c, &in, &out, &err);
+        else
+            st = handle_poll(c, &in, &out, &err);
         grpc_slice_unref(in);
     }
     if (st != FF_OK) {
@@ -458,6 +485,8 @@ static call_method method_of(const grpc_call_details *d)
         return METHOD_DOWNLOAD;
     if (grpc_slice_str_cmp(d->method, FF_WIRE_METHOD_UPLOAD) == 0)
         return METHOD_UPLOAD;
+    if (grpc_slice_str_cmp(d->method, FF_WIRE_METHOD_SECAGG) == 0)
+        return METHOD_SECAGG;
     return METHOD_UNKNOWN;
 }
 

@@ -98,6 +98,14 @@ static ff_status header_check_shape(ff_federation *f,
 {
     uint32_t g;
 
+    if (h->masked && !f->cfg.secagg)
+        return ff_error_set(err, FF_ERR_REJECTED,
+                            "masked update, but this coordinator sums "
+                            "rounds in the clear (--secagg off)");
+    if (!h->masked && f->cfg.secagg)
+        return ff_error_set(err, FF_ERR_REJECTED,
+                            "plain update, but rounds are securely summed "
+                            "(--secagg on)");
     if (h->param_count != f->n_params)
         return ff_error_set(err, FF_ERR_REJECTED,
                             "wrong parameter count: %llu, the model has %zu",
@@ -123,6 +131,7 @@ ff_status ff_federation_upload_begin(ff_federation *f,
                                      const ff_wire_update_header *h,
                                      ff_upload **up, ff_error *err)
 {
+    size_t expected = f->n_params * sizeof(float);
     ff_upload *u;
     ff_status st;
     int i = -1;
@@ -133,6 +142,8 @@ ff_status ff_federation_upload_begin(ff_federation *f,
     st = header_check_site(f, h, &i, err);
     if (st == FF_OK)
         st = header_check_shape(f, h, i, err);
+    if (st == FF_OK && h->masked)
+        st = ff_fed_secagg_upload_check(f, i, &expected, err);
     if (st == FF_OK) {
         f->sites[i].uploading = 1;
         f->sites[i].last_seen = ff_fed_now();
@@ -148,7 +159,7 @@ ff_status ff_federation_upload_begin(ff_federation *f,
     if (u != NULL) {
         u->site = i;
         u->header = *h;
-        u->expected = f->n_params * sizeof(float);
+        u->expected = expected;
         u->bytes = malloc(u->expected);
     }
     if (u == NULL || u->bytes == NULL) {
@@ -214,6 +225,16 @@ static ff_status upload_add(ff_federation *f, ff_upload *up, ff_error *err)
         return ff_error_set(err, FF_ERR_REJECTED,
                             "round %d closed before the update completed",
                             (int)h->round);
+    if (h->masked) {
+        st = ff_fed_secagg_upload_add(f, up->site, up->bytes, up->received,
+                                      err);
+        if (st != FF_OK)
+            return st;
+        s->contributed = 1;
+        s->examples = 0;
+        pthread_cond_broadcast(&f->cond);
+        return FF_OK;
+    }
     st = ff_aggregate_add(f->agg, (const float *)(const void *)up->bytes,
                           f->n_params, h->group_examples, (int)h->n_groups,
                           err);
@@ -239,7 +260,8 @@ ff_status ff_federation_upload_finish(ff_federation *f, ff_upload *up,
         ff_federation_upload_abandon(f, up, ff_error_text(err));
         return FF_ERR_REJECTED;
     }
-    floats_from_le(up->bytes, f->n_params);
+    if (!h->masked)
+        floats_from_le(up->bytes, f->n_params);
 
     pthread_mutex_lock(&f->lock);
     st = upload_add(f, up, err);
@@ -247,6 +269,15 @@ ff_status ff_federation_upload_finish(ff_federation *f, ff_upload *up,
     if (st != FF_OK) {
         ff_federation_upload_abandon(f, up, ff_error_text(err));
         return FF_ERR_REJECTED;
+    }
+    if (h->masked) {
+        FF_INFO("accepted masked vector from site=%s round=%d (%zu bytes)",
+                h->site_id, (int)h->round, up->received);
+        ff_fed_audit(f, "update.accepted", h->site_id,
+                     json_pack("{s:i, s:b}", "round", (int)h->round,
+                               "masked", 1));
+        upload_free(f, up);
+        return FF_OK;
     }
     FF_INFO("accepted update from site=%s round=%d: %llu examples, train "
             "loss %.4f accuracy %.4f", h->site_id, (int)h->round,

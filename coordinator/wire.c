@@ -102,6 +102,16 @@ ff_status ff_coord_wire_register_decode(const uint8_t *buf, size_t len,
     if (st == FF_OK)
         st = copy_hex_digest(out->manifest_digest, m->manifest_digest, err);
     out->example_count = m->example_count;
+    if (st == FF_OK && m->identity_key.len != 0 &&
+        m->identity_key.len != FF_WIRE_IDENTITY_BYTES)
+        st = ff_error_set(err, FF_ERR_FORMAT,
+                          "identity_key has %zu bytes, expected %d",
+                          m->identity_key.len, FF_WIRE_IDENTITY_BYTES);
+    if (st == FF_OK && m->identity_key.len == FF_WIRE_IDENTITY_BYTES) {
+        out->has_identity = 1;
+        memcpy(out->identity_key, m->identity_key.data,
+               FF_WIRE_IDENTITY_BYTES);
+    }
     fedfuse__register_request__free_unpacked(m, NULL);
     return st;
 }
@@ -176,6 +186,7 @@ static ff_status header_decode(const Fedfuse__UpdateHeader *h,
            h->n_group_examples * sizeof *h->group_examples);
     out->train_loss = h->train_loss;
     out->train_accuracy = h->train_accuracy;
+    out->masked = h->masked != 0;
     return FF_OK;
 }
 
@@ -272,6 +283,7 @@ ff_status ff_coord_wire_poll_reply_encode(const ff_wire_poll_reply *r,
 {
     Fedfuse__PollReply m = FEDFUSE__POLL_REPLY__INIT;
     Fedfuse__TrainConfig c = FEDFUSE__TRAIN_CONFIG__INIT;
+    Fedfuse__SecAggTask sa = FEDFUSE__SEC_AGG_TASK__INIT;
     const ff_wire_train_config *tc = &r->config;
 
     if (r->action != FF_WIRE_WAIT && r->action != FF_WIRE_TRAIN &&
@@ -300,6 +312,26 @@ ff_status ff_coord_wire_poll_reply_encode(const ff_wire_poll_reply *r,
     m.model_version = r->model_version;
     m.config = &c;
     m.poll_interval_ms = r->poll_interval_ms;
+    if (r->secagg) {
+        const ff_wire_secagg_task *t = &r->task;
+        if (t->n_sites == 0 || t->n_sites > FF_WIRE_SECAGG_MAX_SITES ||
+            t->identity_keys == NULL)
+            return ff_error_set(err, FF_ERR_ARG, "secagg task for %u sites",
+                                (unsigned)t->n_sites);
+        sa.site_index = t->site_index;
+        sa.n_sites = t->n_sites;
+        sa.degree = t->degree;
+        sa.threshold = t->threshold;
+        sa.bits = t->bits;
+        sa.length = t->length;
+        sa.max_value = t->max_value;
+        sa.graph_seed.data = (uint8_t *)t->graph_seed;
+        sa.graph_seed.len = sizeof t->graph_seed;
+        sa.clip = t->clip;
+        sa.identity_keys.data = t->identity_keys;
+        sa.identity_keys.len = (size_t)t->n_sites * FF_WIRE_IDENTITY_BYTES;
+        m.secagg = &sa;
+    }
     return ff_wire_pack(&m.base, out, err);
 }
 
@@ -333,6 +365,75 @@ ff_status ff_coord_wire_upload_reply_encode(const ff_wire_upload_reply *r,
     if (st != FF_OK)
         return st;
     m.accepted = r->accepted != 0;
+    m.reason = (char *)r->reason;
+    return ff_wire_pack(&m.base, out, err);
+}
+
+/* ---- secure aggregation stages ---- */
+
+ff_status ff_coord_wire_secagg_decode(const uint8_t *buf, size_t len,
+                                      ff_wire_secagg_msg *out, ff_error *err)
+{
+    ProtobufCMessage *pm;
+    Fedfuse__SecAggRequest *m;
+    ff_status st;
+
+    memset(out, 0, sizeof *out);
+    st = ff_wire_unpack(&fedfuse__sec_agg_request__descriptor, buf, len,
+                        &pm, err);
+    if (st != FF_OK)
+        return st;
+    m = (Fedfuse__SecAggRequest *)pm;
+
+    /* Who, which round, which stage, how much. */
+    st = copy_site_id(out->site_id, m->site_id, err);
+    if (st == FF_OK && m->round < 1)
+        st = ff_error_set(err, FF_ERR_FORMAT, "round %d is not >= 1",
+                          (int)m->round);
+    if (st == FF_OK && (m->stage < FEDFUSE__SEC_AGG_STAGE__SECAGG_ADVERT ||
+                        m->stage > FEDFUSE__SEC_AGG_STAGE__SECAGG_UNMASK))
+        st = ff_error_set(err, FF_ERR_FORMAT, "unknown secagg stage %d",
+                          (int)m->stage);
+    if (st == FF_OK && m->data.len > FF_WIRE_SECAGG_DATA_MAX)
+        st = ff_error_set(err, FF_ERR_TOO_LARGE,
+                          "secagg data of %zu bytes, at most %u",
+                          m->data.len, (unsigned)FF_WIRE_SECAGG_DATA_MAX);
+    if (st != FF_OK) {
+        fedfuse__sec_agg_request__free_unpacked(m, NULL);
+        return st;
+    }
+    out->round = m->round;
+    out->stage = (ff_wire_secagg_stage)m->stage;
+    out->data = m->data.data;
+    out->len = m->data.len;
+    out->owner = m;
+    return FF_OK;
+}
+
+void ff_coord_wire_secagg_cleanup(ff_wire_secagg_msg *msg)
+{
+    if (msg == NULL)
+        return;
+    if (msg->owner != NULL)
+        fedfuse__sec_agg_request__free_unpacked(msg->owner, NULL);
+    memset(msg, 0, sizeof *msg);
+}
+
+ff_status ff_coord_wire_secagg_reply_encode(const ff_wire_secagg_msg *r,
+                                            ff_wire_bytes *out, ff_error *err)
+{
+    Fedfuse__SecAggReply m = FEDFUSE__SEC_AGG_REPLY__INIT;
+    ff_status st = check_text(r->reason, "reason", err);
+
+    if (st != FF_OK)
+        return st;
+    if (r->len > FF_WIRE_SECAGG_DATA_MAX)
+        return ff_error_set(err, FF_ERR_ARG,
+                            "secagg reply of %zu bytes, at most %u", r->len,
+                            (unsigned)FF_WIRE_SECAGG_DATA_MAX);
+    m.status = (Fedfuse__SecAggStatus)r->status;
+    m.data.data = (uint8_t *)r->data;
+    m.data.len = r->len;
     m.reason = (char *)r->reason;
     return ff_wire_pack(&m.base, out, err);
 }

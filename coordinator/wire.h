@@ -67,4 +67,23 @@ FF_MUST_USE ff_status ff_coord_wire_model_chunk_encode(
 FF_MUST_USE ff_status ff_coord_wire_upload_reply_encode(
     const ff_wire_upload_reply *r, ff_wire_bytes *out, ff_error *err);
 
+/*
+ * Decodes a SecAggRequest (site id, round >= 1, a known stage, data of at
+ * most FF_WIRE_SECAGG_DATA_MAX bytes). out->data points into storage held
+ * by out->owner: call ff_coord_wire_secagg_cleanup when done (also after
+ * an error; it accepts a zeroed message).
+ */
+FF_MUST_USE ff_status ff_coord_wire_secagg_decode(const uint8_t *buf,
+                                                  size_t len,
+                                                  ff_wire_secagg_msg *out,
+                                                  ff_error *err);
+
+/* Frees what ff_coord_wire_secagg_decode kept for msg and zeroes it. */
+void ff_coord_wire_secagg_cleanup(ff_wire_secagg_msg *msg);
+
+/* Encodes a SecAggReply from r's status, reason and data (borrowed).
+ * Errors: FF_ERR_ARG (reason or data over its limit), FF_ERR_NOMEM. */
+FF_MUST_USE ff_status ff_coord_wire_secagg_reply_encode(
+    const ff_wire_secagg_msg *r, ff_wire_bytes *out, ff_error *err);
+
 #endif

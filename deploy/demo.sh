@@ -6,7 +6,7 @@
 # configured rounds and prints the results and the registry's lineage.
 #
 # Usage: deploy/demo.sh [--out DIR] [--data DIR] [--rounds N] [--epochs N]
-#                       [--seed N] [--alpha A] [--keep] [--help]
+#                       [--seed N] [--alpha A] [--no-secagg] [--keep] [--help]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -17,6 +17,7 @@ epochs=1
 seed=1
 alpha=0.5
 keep=0
+secagg=on
 sites=(site-1 site-2 site-3 site-4 site-5 site-6)
 
 usage() {
@@ -30,6 +31,7 @@ Options:
   --epochs N     local epochs per round (default $epochs)
   --seed N       seed of the dataset split and of training (default $seed)
   --alpha A      Dirichlet concentration of each site's label mix (default $alpha)
+  --no-secagg    sum the rounds in the clear (default: secure aggregation)
   --keep         leave PostgreSQL running and print how to query it
 TXT
 }
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
     --seed) seed=$2; shift 2 ;;
     --alpha) alpha=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --no-secagg) secagg=off; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "demo: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -130,6 +133,7 @@ say "starting the coordinator and ${#sites[@]} sites on loopback ($rounds rounds
   --db "$db" --model feddigits --test "$out/feddigits/test/manifest.jsonl" \
   --sites "$(IFS=,; echo "${sites[*]}")" --rounds "$rounds" --min-sites 4 \
   --wait-sites 60 --deadline 120 --epochs "$epochs" --seed "$seed" --threads 1 \
+  --secagg "$secagg" \
   >"$out/logs/coordinator.out" 2>"$out/logs/coordinator.log" &
 coord=$!
 pids+=("$coord")
@@ -169,14 +173,15 @@ best_site=$(for s in "${sites[@]}"; do
   echo "$(jq -r .accuracy "$out/baselines/local-$s.json") $s"; done | sort -rn | head -1 | cut -d' ' -f2)
 jq -n --argjson last "$last" --argjson lb "$local_best" \
   --slurpfile c "$out/baselines/centralised.json" --argjson rounds "$rounds" \
-  --arg seed "$seed" --arg alpha "$alpha" --arg best "$best_site" '{
+  --arg seed "$seed" --arg alpha "$alpha" --arg best "$best_site" \
+  --argjson secagg "$([ "$secagg" = on ] && echo true || echo false)" '{
     final: {all: $last.metrics.accuracy, image: $last.metrics.alone.image,
             audio: $last.metrics.alone.audio, pen: $last.metrics.alone.pen,
             text: $last.metrics.alone.text},
     baselines: {local_best: $lb, local_best_site: $best, centralised: $c[0].accuracy,
                 federated: $last.metrics.accuracy},
     rounds: $rounds, version: $last.version, seed: ($seed|tonumber),
-    alpha: ($alpha|tonumber)}' >"$out/results.json"
+    alpha: ($alpha|tonumber), secagg: $secagg}' >"$out/results.json"
 
 echo
 echo "== Final global model (version $(jq -r .version "$out/results.json")) on the 2,000-record test set"

@@ -19,6 +19,7 @@
 #define FF_WIRE_METHOD_POLL "/fedfuse.Federation/Poll"
 #define FF_WIRE_METHOD_DOWNLOAD "/fedfuse.Federation/DownloadModel"
 #define FF_WIRE_METHOD_UPLOAD "/fedfuse.Federation/UploadUpdate"
+#define FF_WIRE_METHOD_SECAGG "/fedfuse.Federation/SecAgg"
 
 /* Most data bytes one ModelChunk or UpdateChunk carries. */
 #define FF_WIRE_CHUNK_MAX (1024u * 1024u)
@@ -44,6 +45,14 @@
 /* Most bytes of an optimizer name. */
 #define FF_WIRE_OPTIMIZER_MAX 15
 
+/* Ed25519 public identity key of a site, bytes. */
+#define FF_WIRE_IDENTITY_BYTES 32
+/* Most sites in one secure aggregation round (n x 32 key bytes must fit a
+ * message with room to spare). */
+#define FF_WIRE_SECAGG_MAX_SITES 4096u
+/* Most bytes of one SecAgg stage message. */
+#define FF_WIRE_SECAGG_DATA_MAX FF_WIRE_CHUNK_MAX
+
 /* Bytes produced by an encoder: malloc'd, owned by the caller (free()). */
 typedef struct ff_wire_bytes {
     uint8_t *data;
@@ -57,6 +66,8 @@ typedef struct ff_wire_register {
     uint32_t modalities;                 /* bit m set: modality m present */
     uint64_t example_count;
     char manifest_digest[FF_WIRE_DIGEST_HEX + 1];
+    int has_identity;                    /* identity_key was sent */
+    uint8_t identity_key[FF_WIRE_IDENTITY_BYTES];
 } ff_wire_register;
 
 typedef struct ff_wire_register_reply {
@@ -89,13 +100,61 @@ typedef struct ff_wire_train_config {
     uint64_t seed;
 } ff_wire_train_config;
 
+/* The secure aggregation parameters of a round, sent with TRAIN. The
+ * identity keys are malloc'd by the site's decoder (freed by
+ * ff_site_wire_poll_reply_cleanup) and borrowed by the encoder. */
+typedef struct ff_wire_secagg_task {
+    uint32_t site_index;
+    uint32_t n_sites;
+    uint32_t degree;
+    uint32_t threshold;
+    uint32_t bits;
+    uint64_t length;
+    uint32_t max_value;
+    uint8_t graph_seed[32];
+    float clip;
+    uint8_t *identity_keys;              /* n_sites x 32 bytes */
+} ff_wire_secagg_task;
+
 typedef struct ff_wire_poll_reply {
     ff_wire_action action;
     int32_t round;
     int32_t model_version;
     ff_wire_train_config config;         /* meaningful for FF_WIRE_TRAIN */
     uint32_t poll_interval_ms;
+    int secagg;                          /* TRAIN with secure aggregation */
+    ff_wire_secagg_task task;            /* when secagg is set */
 } ff_wire_poll_reply;
+
+/* Stages of the SecAgg call (fedfuse.proto SecAggStage). */
+typedef enum ff_wire_secagg_stage {
+    FF_WIRE_SA_ADVERT = 1,
+    FF_WIRE_SA_KEYS = 2,
+    FF_WIRE_SA_SHARES = 3,
+    FF_WIRE_SA_FORWARD = 4,
+    FF_WIRE_SA_UNMASK_REQUEST = 5,
+    FF_WIRE_SA_UNMASK = 6
+} ff_wire_secagg_stage;
+
+/* Answers of the SecAgg call (fedfuse.proto SecAggStatus). */
+typedef enum ff_wire_secagg_status {
+    FF_WIRE_SA_OK = 0,
+    FF_WIRE_SA_WAIT = 1,
+    FF_WIRE_SA_ABORTED = 2
+} ff_wire_secagg_status;
+
+/* A SecAgg request or reply; data is borrowed by encoders, and decoders
+ * make it point into storage held by owner (cleanup functions free it). */
+typedef struct ff_wire_secagg_msg {
+    char site_id[FF_WIRE_ID_MAX + 1];
+    int32_t round;
+    ff_wire_secagg_stage stage;
+    ff_wire_secagg_status status;
+    char reason[FF_WIRE_TEXT_MAX + 1];
+    const uint8_t *data;
+    size_t len;
+    void *owner;
+} ff_wire_secagg_msg;
 
 typedef struct ff_wire_download {
     char site_id[FF_WIRE_ID_MAX + 1];
@@ -123,6 +182,7 @@ typedef struct ff_wire_update_header {
     uint64_t group_examples[FF_WIRE_MAX_GROUPS];
     double train_loss;
     double train_accuracy;
+    int masked;                          /* SecAgg masked uint32 words */
 } ff_wire_update_header;
 
 /* A piece of the update (float32 little-endian); data as in model chunks. */

@@ -71,7 +71,8 @@ setup() {
 }
 
 # coord_start NAME [coordinator flags...]: starts a coordinator on a free
-# port, logs in $work/NAME.{out,err}; sets COORD_PID and PORT.
+# port, logs in $work/NAME.{out,err}; sets COORD_PID and PORT. Rounds are
+# summed in the clear (--secagg off) unless the flags say otherwise.
 coord_start() {
   local name=$1 i
   shift
@@ -79,7 +80,7 @@ coord_start() {
   "$FEDFUSE_BIN/fedfuse-coordinator" --listen 127.0.0.1:0 \
     --port-file "$work/$name.port" --db "$DB" \
     --test "$work/fd/test/manifest.jsonl" --poll-interval 200 \
-    --finish-grace 5 --threads 1 --epochs 3 "$@" \
+    --finish-grace 5 --threads 1 --epochs 3 --secagg off "$@" \
     >"$work/$name.out" 2>"$work/$name.err" &
   COORD_PID=$!
   pids+=("$COORD_PID")
