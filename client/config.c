@@ -101,9 +101,5 @@ ff_status ff_site_config_check(const ff_site_config *c, ff_error *err)
     if (c->manifest[0] == '\0')
         return ff_error_set(err, FF_ERR_CONFIG,
                             "no records: give --manifest PATH");
-    if (strchr(c->coordinator, ':') == NULL)
-        return ff_error_set(err, FF_ERR_CONFIG,
-                            "coordinator: '%s' is not HOST:PORT",
-                            c->coordinator);
-    return FF_OK;
+    return ff_config_check_address("coordinator", c->coordinator, 0, err);
 }

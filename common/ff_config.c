@@ -286,3 +286,25 @@ ff_status ff_config_args_parse(const ff_config_options *o, int argc,
     }
     return FF_OK;
 }
+
+ff_status
+ff_config_check_address(const char *what, const char *addr, int allow_zero,
+                        ff_error *err)
+{
+    const char *colon = strrchr(addr, ':');
+    long port = 0;
+    size_t digits;
+
+    if (colon == NULL || colon == addr)
+        return ff_error_set(err, FF_ERR_CONFIG, "%s: '%s' is not HOST:PORT",
+                            what, addr);
+    digits = strspn(colon + 1, "0123456789");
+    if (digits == 0 || digits > 5 || colon[1 + digits] != '\0')
+        return ff_error_set(err, FF_ERR_CONFIG, "%s: '%s' has no decimal "
+                            "port after the last ':'", what, addr);
+    port = strtol(colon + 1, NULL, 10);
+    if (port > 65535 || (port == 0 && !allow_zero))
+        return ff_error_set(err, FF_ERR_CONFIG, "%s: port %ld is outside "
+                            "%d..65535", what, port, allow_zero ? 0 : 1);
+    return FF_OK;
+}

@@ -84,6 +84,15 @@ FF_MUST_USE ff_status ff_config_ini_load(const ff_config_options *o,
  * a flag without its value, or what o->set returned, prefixed with
  * "command line").
  */
+/*
+ * Checks that addr reads HOST:PORT with a non-empty host and a decimal port
+ * in 1..65535 (0 too when allow_zero, meaning "pick a free port"). what
+ * names the option in the message. Errors: FF_ERR_CONFIG.
+ */
+FF_MUST_USE ff_status ff_config_check_address(const char *what,
+                                              const char *addr,
+                                              int allow_zero, ff_error *err);
+
 FF_MUST_USE ff_status ff_config_args_parse(const ff_config_options *o,
                                            int argc, char **argv, int *help,
                                            ff_error *err);

@@ -282,8 +282,5 @@ ff_status ff_coord_config_check(const ff_coord_config *c, ff_error *err)
         return ff_error_set(err, FF_ERR_CONFIG,
                             "secagg on needs at least 3 known sites, got %d "
                             "(or give --secagg off)", c->n_sites);
-    if (strchr(c->listen, ':') == NULL)
-        return ff_error_set(err, FF_ERR_CONFIG,
-                            "listen: '%s' is not HOST:PORT", c->listen);
-    return FF_OK;
+    return ff_config_check_address("listen", c->listen, 1, err);
 }

@@ -257,10 +257,39 @@ static void ini_files_must_be_small_regular_files(void **state)
     free(big);
 }
 
+/* HOST:PORT: the port is decimal, 1..65535 (0 only where allowed). */
+static void addresses_need_a_port_in_range(void **state)
+{
+    ff_error err = {0};
+
+    (void)state;
+    assert_int_equal(ff_config_check_address("listen", "127.0.0.1:0", 1,
+                                             &err), FF_OK);
+    assert_int_equal(ff_config_check_address("c", "[::1]:65535", 0, &err),
+                     FF_OK);
+    assert_int_equal(ff_config_check_address("c", "127.0.0.1:0", 0, &err),
+                     FF_ERR_CONFIG);
+    assert_int_equal(ff_config_check_address("c", "127.0.0.1:99999", 1,
+                                             &err), FF_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "port 99999 is outside"));
+    assert_int_equal(ff_config_check_address("c", "127.0.0.1:65536", 1,
+                                             &err), FF_ERR_CONFIG);
+    assert_int_equal(ff_config_check_address("c", "host", 1, &err),
+                     FF_ERR_CONFIG);
+    assert_int_equal(ff_config_check_address("c", ":80", 1, &err),
+                     FF_ERR_CONFIG);
+    assert_int_equal(ff_config_check_address("c", "h:8x", 1, &err),
+                     FF_ERR_CONFIG);
+    assert_int_equal(ff_config_check_address("c", "h:", 1, &err),
+                     FF_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "no decimal port"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(values_are_range_checked),
+        cmocka_unit_test(addresses_need_a_port_in_range),
         cmocka_unit_test(strings_must_fit),
         cmocka_unit_test(ini_files_set_options),
         cmocka_unit_test(flags_override_the_file),
