@@ -83,6 +83,8 @@ FF_MUST_USE ff_status ff_site_rpc_download(ff_site_rpc *r,
  * FF_WIRE_CHUNK_MAX), then reads the verdict into *rep. A refusal is
  * rep->accepted == 0 with its reason, not an error. The chunk size is
  * not capped here so that tests can send what a faulty site would.
+ * Test hook (tests only): FEDFUSE_TEST_UPLOAD_PAUSE_MS=N pauses N ms
+ * (at most 10000) after the header, holding the coordinator's buffer.
  */
 FF_MUST_USE ff_status ff_site_rpc_upload(ff_site_rpc *r,
                                          const ff_wire_update_header *h,
@@ -90,5 +92,17 @@ FF_MUST_USE ff_status ff_site_rpc_upload(ff_site_rpc *r,
                                          size_t chunk_bytes,
                                          ff_wire_upload_reply *rep,
                                          double timeout_s, ff_error *err);
+
+/*
+ * ff_site_rpc_upload, sent again while the coordinator answers busy
+ * (rep->retry_after_ms > 0): each time it waits retry_after_ms plus up to
+ * half of it again (random jitter), for at most wait_s seconds in all.
+ * Errors: those of ff_site_rpc_upload, and FF_ERR_TIMEOUT when the
+ * coordinator is still busy after wait_s.
+ */
+FF_MUST_USE ff_status ff_site_rpc_upload_patient(
+    ff_site_rpc *r, const ff_wire_update_header *h, const uint8_t *data,
+    size_t len, ff_wire_upload_reply *rep, double timeout_s, double wait_s,
+    ff_error *err);
 
 #endif

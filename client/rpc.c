@@ -14,7 +14,9 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "../common/ff_log.h"
 #include "../proto/ff_grpc_buf.h"
 #include "wire.h"
 
@@ -425,6 +427,29 @@ static int upload_send(rpc_call *c, ff_wire_bytes *msg, int first)
     return ok;
 }
 
+/* Sleeps ms milliseconds. */
+static void sleep_ms(uint32_t ms)
+{
+    struct timespec ts;
+
+    ts.tv_sec = (time_t)(ms / 1000u);
+    ts.tv_nsec = (long)(ms % 1000u) * 1000000L;
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/* Tests only: FEDFUSE_TEST_UPLOAD_PAUSE_MS=N (1..10000) makes every
+ * upload pause N ms after its header, so that it holds its coordinator
+ * buffer long enough for others to find the coordinator busy. */
+static void test_upload_pause(void)
+{
+    const char *v = getenv("FEDFUSE_TEST_UPLOAD_PAUSE_MS");
+    long ms = v != NULL ? strtol(v, NULL, 10) : 0;
+
+    if (ms > 0 && ms <= 10000)
+        sleep_ms((uint32_t)ms);
+}
+
 /* Sends the header and the data chunks; stops at the first failed send
  * (the coordinator may answer before reading everything). */
 static ff_status upload_stream(rpc_call *c, const ff_wire_update_header *h,
@@ -441,6 +466,7 @@ static ff_status upload_stream(rpc_call *c, const ff_wire_update_header *h,
         return st;
     if (!upload_send(c, &msg, 1))
         return FF_OK;
+    test_upload_pause();
     while (off < len) {
         ff_wire_update_chunk ch;
         ch.offset = off;
@@ -516,6 +542,50 @@ ff_status ff_site_rpc_upload(ff_site_rpc *r, const ff_wire_update_header *h,
     }
     call_end(&c);
     return st;
+}
+
+/* Seconds of the monotonic clock. */
+static double mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+ff_status ff_site_rpc_upload_patient(ff_site_rpc *r,
+                                     const ff_wire_update_header *h,
+                                     const uint8_t *data, size_t len,
+                                     ff_wire_upload_reply *rep,
+                                     double timeout_s, double wait_s,
+                                     ff_error *err)
+{
+    double until = mono_s() + wait_s;
+    unsigned tries = 0;
+    ff_status st;
+
+    for (;;) {
+        uint32_t ms;
+
+        /* One try; anything but busy is the answer. */
+        st = ff_site_rpc_upload(r, h, data, len, 0, rep, timeout_s, err);
+        if (st != FF_OK || rep->accepted || rep->retry_after_ms == 0)
+            return st;
+        tries++;
+
+        /* Busy: wait the asked time plus jitter, within the bound. */
+        ms = rep->retry_after_ms > 60000u ? 60000u : rep->retry_after_ms;
+        ms += randombytes_uniform(ms / 2u + 1u);
+        if (mono_s() + ms * 1e-3 > until)
+            return ff_error_set(err, FF_ERR_TIMEOUT,
+                                "the coordinator was still busy after %u "
+                                "tries in %.0f s: %s", tries, wait_s,
+                                rep->reason);
+        if (tries == 1)
+            FF_INFO("coordinator busy, sending the update again in %u ms",
+                    (unsigned)ms);
+        sleep_ms(ms);
+    }
 }
 
 /* ---- SecAgg ---- */

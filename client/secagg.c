@@ -336,8 +336,10 @@ static ff_status masked_send(const ff_site_secagg_round *r, ff_secagg_site *s,
     if (getenv("FEDFUSE_TEST_STOP_AT") != NULL &&
         strcmp(getenv("FEDFUSE_TEST_STOP_AT"), "midmask") == 0)
         bytes = 4 * (m / 2);
-    st = ff_site_rpc_upload(r->rpc, r->header, (const uint8_t *)r->words,
-                            bytes, 0, &up, r->transfer_timeout, err);
+    st = ff_site_rpc_upload_patient(r->rpc, r->header,
+                                    (const uint8_t *)r->words, bytes, &up,
+                                    r->transfer_timeout, r->stage_timeout,
+                                    err);
     test_stop_at("midmask");
     if (st == FF_OK && !up.accepted)
         st = ff_error_set(err, FF_ERR_REJECTED,

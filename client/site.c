@@ -301,8 +301,9 @@ static ff_status round_upload(ff_site *s, const ff_site_update *u,
 
     for (;;) {
         ff_error e = {0};
-        st = ff_site_rpc_upload(s->rpc, &u->header, u->data, u->len, 0,
-                                &rep, s->cfg.transfer_timeout, &e);
+        st = ff_site_rpc_upload_patient(s->rpc, &u->header, u->data, u->len,
+                                        &rep, s->cfg.transfer_timeout,
+                                        s->cfg.transfer_timeout, &e);
         if (st == FF_OK)
             break;
         st = retry_transfer(s, st, &e, err);

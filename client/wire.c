@@ -343,6 +343,7 @@ ff_status ff_site_wire_upload_reply_decode(const uint8_t *buf, size_t len,
         return st;
     m = (Fedfuse__UploadReply *)pm;
     out->accepted = m->accepted != 0;
+    out->retry_after_ms = m->retry_after_ms;
     st = ff_wire_text_copy(out->reason, sizeof out->reason, m->reason,
                            "reason", err);
     fedfuse__upload_reply__free_unpacked(m, NULL);

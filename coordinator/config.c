@@ -27,6 +27,7 @@ void ff_coord_config_default(ff_coord_config *c)
     c->secagg_stage_deadline = 20.0;
     c->secagg_dropout = 0.34;
     c->secagg_corrupt = 0.1;
+    c->secagg_max_uploads = 4;
 }
 
 void ff_coord_config_usage(FILE *f)
@@ -61,6 +62,9 @@ void ff_coord_config_usage(FILE *f)
         "  --secagg-dropout X --secagg-corrupt X\n"
         "                       dropout and collusion rates (k, t) must\n"
         "                       tolerate (0.34, 0.1)\n"
+        "  --secagg-max-uploads N  uploads (masked or plain) buffered at\n"
+        "                       once, 1..1024; more are answered busy and\n"
+        "                       the site retries (4)\n"
         "  --help               this text\n",
         f);
 }
@@ -230,6 +234,9 @@ static ff_status set_option(void *ctx, const char *k, const char *v,
     if (strcmp(k, "secagg-corrupt") == 0)
         return ff_config_parse_double(v, 0.0, 0.9, &c->secagg_corrupt, k,
                                       err);
+    if (strcmp(k, "secagg-max-uploads") == 0)
+        return ff_config_parse_int(v, 1, 1024, &c->secagg_max_uploads, k,
+                                   err);
     if (strcmp(k, "poll-interval") == 0) {
         st = ff_config_parse_int(v, 10, 60000, &ms, k, err);
         if (st == FF_OK)

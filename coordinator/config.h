@@ -44,6 +44,7 @@ typedef struct ff_coord_config {
     double secagg_stage_deadline; /* seconds each later stage waits */
     double secagg_dropout;  /* dropout rate the parameters tolerate */
     double secagg_corrupt;  /* colluding fraction they resist */
+    int secagg_max_uploads; /* uploads buffered at once; more get "busy" */
 } ff_coord_config;
 
 /* Fills c with the defaults. */

@@ -53,6 +53,7 @@ typedef struct ff_fed_site {
     /* the current round */
     int selected;
     int uploading;
+    int busy_noted;            /* round + 1 when a busy answer was logged */
     int contributed;
     uint64_t examples;         /* head-group examples of its update */
     int has_key;               /* identity key pinned (trust on first use) */
@@ -96,6 +97,7 @@ struct ff_federation {
     int stop;
     char stop_reason[128];
     double deadline_at;        /* monotonic time the open round closes */
+    int uploads_in_flight;     /* buffers held, at most secagg_max_uploads */
 
     /* secure aggregation of the open round (guarded by lock) */
     ff_secagg_server *sa;

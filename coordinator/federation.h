@@ -96,11 +96,15 @@ void ff_federation_blob_release(ff_federation *f, ff_model_blob *blob);
  * counts within what the site registered) and allocates the buffer for
  * its data. On a refusal, logs one WARN line, audits "update.rejected",
  * and returns FF_ERR_REJECTED with the reason in err.
+ * When the header is acceptable but --secagg-max-uploads buffers are in
+ * use already, allocates nothing, sets *retry_after_ms > 0 and returns
+ * FF_ERR_STATE ("busy", not a refusal: no audit row, one INFO line per
+ * site and round); *retry_after_ms is 0 otherwise.
  * *up owned by the caller until finish or abandon.
  */
 FF_MUST_USE ff_status ff_federation_upload_begin(
     ff_federation *f, const ff_wire_update_header *h, ff_upload **up,
-    ff_error *err);
+    uint32_t *retry_after_ms, ff_error *err);
 
 /* Upload, step 2: appends one chunk (in order, within the announced
  * length). On a refusal it logs and audits as above, frees up and returns

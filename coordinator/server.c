@@ -376,8 +376,9 @@ static void download_received(call *c)
 
 /* ---- UploadUpdate: client streaming ---- */
 
-/* Ends an upload with the coordinator's verdict. */
-static void upload_reply(call *c, int accepted, const char *reason)
+/* Ends an upload with the coordinator's verdict (retry_ms > 0: busy). */
+static void upload_reply_busy(call *c, int accepted, const char *reason,
+                              uint32_t retry_ms)
 {
     ff_wire_upload_reply rep;
     ff_wire_bytes out = {NULL, 0};
@@ -385,6 +386,7 @@ static void upload_reply(call *c, int accepted, const char *reason)
 
     memset(&rep, 0, sizeof rep);
     rep.accepted = accepted;
+    rep.retry_after_ms = retry_ms;
     snprintf(rep.reason, sizeof rep.reason, "%s", reason);
     if (ff_coord_wire_upload_reply_encode(&rep, &out, &err) != FF_OK) {
         call_fail(c, FF_ERR_INTERNAL, &err);
@@ -393,16 +395,24 @@ static void upload_reply(call *c, int accepted, const char *reason)
     call_finish(c, ff_grpc_buf_from_bytes(&out), GRPC_STATUS_OK, "", 0);
 }
 
+/* Ends an upload with an accept or a refusal. */
+static void upload_reply(call *c, int accepted, const char *reason)
+{
+    upload_reply_busy(c, accepted, reason, 0);
+}
+
 /* Handles one decoded upload message; returns 1 to read on, 0 when the
  * call was answered. */
 static int upload_message(call *c, const ff_wire_update_msg *m,
                           ff_error *err)
 {
     ff_federation *fed = c->srv->fed;
+    uint32_t retry_ms = 0;
     ff_status st;
 
     if (m->kind == FF_WIRE_UPDATE_HEADER && c->upload == NULL) {
-        st = ff_federation_upload_begin(fed, &m->header, &c->upload, err);
+        st = ff_federation_upload_begin(fed, &m->header, &c->upload,
+                                        &retry_ms, err);
     } else if (m->kind == FF_WIRE_UPDATE_HEADER) {
         ff_federation_upload_abandon(fed, c->upload,
                                      "a second header in one upload");
@@ -421,7 +431,7 @@ static int upload_message(call *c, const ff_wire_update_msg *m,
     }
     if (st == FF_OK)
         return 1;
-    upload_reply(c, 0, ff_error_text(err));
+    upload_reply_busy(c, 0, ff_error_text(err), retry_ms);
     return 0;
 }
 

@@ -3,6 +3,11 @@
  * chunks of one update into one buffer, then validate the whole update and
  * add it to the round's running sum. Every refusal is one WARN line naming
  * site, round and reason, and one audit row "update.rejected".
+ *
+ * At most cfg.secagg_max_uploads buffers exist at once (masked or plain):
+ * a further upload is answered "busy" before anything is allocated, so
+ * memory is O(cap x model size) plus the running sum, whatever the number
+ * of sites.
  */
 #include "fed_internal.h"
 
@@ -10,6 +15,9 @@
 #include <string.h>
 
 #include "../common/ff_log.h"
+
+/* How long a site told "busy" should wait before sending again. */
+#define FED_BUSY_RETRY_MS 200u
 
 /* Logs and audits one refused update. Call without the lock. */
 static void refuse_log(ff_federation *f, const char *site, int round,
@@ -35,6 +43,8 @@ static void upload_free(ff_federation *f, ff_upload *up)
 {
     pthread_mutex_lock(&f->lock);
     f->sites[up->site].uploading = 0;
+    f->uploads_in_flight--;
+    pthread_cond_broadcast(&f->cond);
     pthread_mutex_unlock(&f->lock);
     free(up->bytes);
     free(up);
@@ -127,28 +137,60 @@ static ff_status header_check_shape(ff_federation *f,
     return FF_OK;
 }
 
+/* Takes one of the cfg.secagg_max_uploads buffer slots for site i, or
+ * answers busy: FF_ERR_STATE, and log says whether this is the site's
+ * first busy answer of the round. Lock held. */
+static ff_status slot_take(ff_federation *f, int i, int *log, ff_error *err)
+{
+    ff_fed_site *s = &f->sites[i];
+
+    *log = 0;
+    if (f->uploads_in_flight >= f->cfg.secagg_max_uploads) {
+        *log = s->busy_noted != f->round + 1;
+        s->busy_noted = f->round + 1;
+        s->last_seen = ff_fed_now();
+        return ff_error_set(err, FF_ERR_STATE,
+                            "busy: %d uploads in flight (the cap), send "
+                            "again in %u ms", f->uploads_in_flight,
+                            FED_BUSY_RETRY_MS);
+    }
+    f->uploads_in_flight++;
+    s->uploading = 1;
+    s->last_seen = ff_fed_now();
+    return FF_OK;
+}
+
 ff_status ff_federation_upload_begin(ff_federation *f,
                                      const ff_wire_update_header *h,
-                                     ff_upload **up, ff_error *err)
+                                     ff_upload **up, uint32_t *retry_after_ms,
+                                     ff_error *err)
 {
     size_t expected = f->n_params * sizeof(float);
     ff_upload *u;
     ff_status st;
-    int i = -1;
+    int i = -1, log_busy = 0;
 
-    /* Who, when and what: all decided under the lock. */
+    /* Who, when and what, then a free slot: all decided under the lock. */
     *up = NULL;
+    *retry_after_ms = 0;
     pthread_mutex_lock(&f->lock);
     st = header_check_site(f, h, &i, err);
     if (st == FF_OK)
         st = header_check_shape(f, h, i, err);
     if (st == FF_OK && h->masked)
         st = ff_fed_secagg_upload_check(f, i, &expected, err);
-    if (st == FF_OK) {
-        f->sites[i].uploading = 1;
-        f->sites[i].last_seen = ff_fed_now();
-    }
+    if (st == FF_OK)
+        st = slot_take(f, i, &log_busy, err);
     pthread_mutex_unlock(&f->lock);
+
+    /* Busy is no refusal: no audit row, one line per site and round. */
+    if (st == FF_ERR_STATE) {
+        if (log_busy)
+            FF_INFO("busy answer to site=%s round=%d: %s", h->site_id,
+                    (int)h->round, ff_error_text(err));
+        *retry_after_ms = FED_BUSY_RETRY_MS;
+        return FF_ERR_STATE;
+    }
     if (st != FF_OK) {
         refuse_log(f, h->site_id, h->round, ff_error_text(err));
         return FF_ERR_REJECTED;
@@ -165,6 +207,7 @@ ff_status ff_federation_upload_begin(ff_federation *f,
     if (u == NULL || u->bytes == NULL) {
         pthread_mutex_lock(&f->lock);
         f->sites[i].uploading = 0;
+        f->uploads_in_flight--;
         pthread_mutex_unlock(&f->lock);
         free(u);
         return ff_error_set(err, FF_ERR_NOMEM, "out of memory for an "

@@ -366,6 +366,7 @@ ff_status ff_coord_wire_upload_reply_encode(const ff_wire_upload_reply *r,
         return st;
     m.accepted = r->accepted != 0;
     m.reason = (char *)r->reason;
+    m.retry_after_ms = r->retry_after_ms;
     return ff_wire_pack(&m.base, out, err);
 }
 

@@ -208,6 +208,7 @@ typedef struct ff_wire_update_msg {
 typedef struct ff_wire_upload_reply {
     int accepted;
     char reason[FF_WIRE_TEXT_MAX + 1];
+    uint32_t retry_after_ms;   /* > 0: busy, not refused: send again later */
 } ff_wire_upload_reply;
 
 /* Returns 1 when s is a valid site id: 1..FF_WIRE_ID_MAX bytes of

@@ -623,7 +623,19 @@ static void upload_reply_round_trip(void **state)
                                                       &err), FF_OK);
     assert_int_equal(out.accepted, 0);
     assert_string_equal(out.reason, in.reason);
+    assert_int_equal(out.retry_after_ms, 0);
     free(b.data);
+
+    /* Busy: not accepted, with the wait the site should keep. */
+    strcpy(in.reason, "busy: 1 uploads in flight (the cap)");
+    in.retry_after_ms = 250;
+    assert_int_equal(ff_coord_wire_upload_reply_encode(&in, &b, &err), FF_OK);
+    assert_int_equal(ff_site_wire_upload_reply_decode(b.data, b.len, &out,
+                                                      &err), FF_OK);
+    assert_int_equal(out.accepted, 0);
+    assert_int_equal(out.retry_after_ms, 250);
+    free(b.data);
+    in.retry_after_ms = 0;
     in.accepted = 1;
     in.reason[0] = '\0';
     assert_int_equal(ff_coord_wire_upload_reply_encode(&in, &b, &err), FF_OK);
