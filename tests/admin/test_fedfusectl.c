@@ -26,8 +26,8 @@
 
 #include "ff_registry.h"
 #include "pg_fixture.h"
+#include "ctl_run.h"
 
-extern char **environ;
 
 static ff_test_db g_db;        /* populated registry */
 static ff_test_db g_empty;     /* a database never migrated */
@@ -40,34 +40,6 @@ static char *g_big;            /* a 10 KB hostile string */
 
 /* ---- running fedfusectl ------------------------------------------------ */
 
-typedef struct ctl_run {
-    int code;      /* exit status */
-    char *out;     /* stdout, NUL-terminated */
-    size_t out_len;
-    char *err;     /* stderr */
-} ctl_run;
-
-static char *
-slurp_fd(int fd, size_t *len)
-{
-    struct stat st;
-    char *buf;
-
-    if (fstat(fd, &st) != 0)
-        return NULL;
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL)
-        return NULL;
-    if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
-        free(buf);
-        return NULL;
-    }
-    buf[st.st_size] = '\0';
-    if (len != NULL)
-        *len = (size_t)st.st_size;
-    return buf;
-}
-
 /*
  * Runs fedfusectl with args (NULL-terminated, without argv[0]). db_env:
  * value for FEDFUSE_DB, or NULL to remove it from the environment.
@@ -75,50 +47,7 @@ slurp_fd(int fd, size_t *len)
 static ctl_run
 run_ctl_env(const char *db_env, const char *const *args)
 {
-    ctl_run r = {0};
-    char *argv[32];
-    char *envp[512];
-    char dbvar[1024];
-    int n = 0, e = 0;
-
-    argv[n++] = g_ctl;
-    for (int i = 0; args[i] != NULL && n < 31; i++)
-        argv[n++] = (char *)args[i];
-    argv[n] = NULL;
-    for (char **p = environ; *p && e < 510; p++)
-        if (strncmp(*p, "FEDFUSE_DB=", 11) != 0)
-            envp[e++] = *p;
-    if (db_env != NULL) {
-        snprintf(dbvar, sizeof(dbvar), "FEDFUSE_DB=%s", db_env);
-        envp[e++] = dbvar;
-    }
-    envp[e] = NULL;
-
-    /* stdout and stderr into unlinked temporary files. */
-    char o[] = "/tmp/ffctl-out-XXXXXX", x[] = "/tmp/ffctl-err-XXXXXX";
-    int fo = mkstemp(o), fe = mkstemp(x);
-    assert_true(fo >= 0 && fe >= 0);
-    unlink(o);
-    unlink(x);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fo, 1);
-    posix_spawn_file_actions_adddup2(&fa, fe, 2);
-    pid_t pid;
-    int rc = posix_spawn(&pid, g_ctl, &fa, NULL, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
-        fail_msg("cannot run %s: %s", g_ctl, strerror(rc));
-    int status = 0;
-    waitpid(pid, &status, 0);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-    r.out = slurp_fd(fo, &r.out_len);
-    r.err = slurp_fd(fe, NULL);
-    close(fo);
-    close(fe);
-    assert_non_null(r.out);
-    assert_non_null(r.err);
-    return r;
+    return ctl_run_argv(g_ctl, db_env, args);
 }
 
 /* Runs fedfusectl --db <test db> args... */
@@ -137,13 +66,6 @@ run_ctl(const char *first, ...)
     va_end(ap);
     args[n] = NULL;
     return run_ctl_env(NULL, args);
-}
-
-static void
-run_free(ctl_run *r)
-{
-    free(r->out);
-    free(r->err);
 }
 
 static void
@@ -321,12 +243,12 @@ versions_table_lists_each_version(void **state)
         assert_non_null(strstr(row, img[i]));
         assert_non_null(strstr(row, "1000"));   /* examples */
     }
-    run_free(&r);
+    ctl_run_free(&r);
 
     r = run_ctl("versions", "empty-model", NULL);
     expect_code(&r, 0, "versions of a model without versions");
     assert_non_null(strstr(r.out, "no versions"));
-    run_free(&r);
+    ctl_run_free(&r);
 }
 
 /* --json gives one JSON document with the fields, for each command. */
@@ -352,7 +274,7 @@ json_output_parses(void **state)
         assert_non_null(json_object_get(v, "created_at"));
     }
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
 
     /* --json after the command works too. */
     r = run_ctl("show", "mnist-fused", "2", "--json", NULL);
@@ -364,7 +286,7 @@ json_output_parses(void **state)
                         "published");
     assert_int_equal(json_array_size(json_object_get(j, "contributions")), 2);
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
 
     r = run_ctl("--json", "status", NULL);
     expect_code(&r, 0, "status --json");
@@ -375,14 +297,14 @@ json_output_parses(void **state)
     assert_true(json_array_size(json_object_get(j, "sites")) >= 2);
     assert_true(json_array_size(json_object_get(j, "rounds")) >= 4);
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
 
     r = run_ctl("--json", "models", NULL);
     expect_code(&r, 0, "models --json");
     j = parse_json(&r);
     assert_int_equal(json_array_size(j), 3);
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
 
     r = run_ctl("--json", "audit", "--action", "round.*", "--limit", "0",
                 NULL);
@@ -391,7 +313,7 @@ json_output_parses(void **state)
     /* 4 starts, 3 finishes, 1 abort */
     assert_int_equal(json_array_size(j), 8);
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
 
     r = run_ctl("--json", "audit", "--limit", "2", NULL);
     expect_code(&r, 0, "audit --limit 2");
@@ -403,7 +325,7 @@ json_output_parses(void **state)
                                                       "id"));
     assert_true(a < b);
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
 }
 
 static int
@@ -434,12 +356,12 @@ export_writes_verified_file(void **state)
     snprintf(want, sizeof(want), "verified blake2b %s", g_digest[1]);
     assert_non_null(strstr(r.out, want));
     print_message("%s", r.out);
-    run_free(&r);
+    ctl_run_free(&r);
 
     int fd = open(path, O_RDONLY);
     assert_true(fd >= 0);
     size_t len = 0;
-    char *bytes = slurp_fd(fd, &len);
+    char *bytes = ctl_slurp_fd(fd, &len);
     close(fd);
     assert_non_null(bytes);
     assert_int_equal(len, g_len[1]);
@@ -457,7 +379,7 @@ export_writes_verified_file(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "digest")),
                         g_digest[2]);
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_size, g_len[2]);
@@ -475,7 +397,7 @@ export_tampered_fails(void **state)
     expect_code(&r, 1, "export of a tampered version");
     assert_non_null(strstr(r.err, "digest mismatch"));
     print_message("stderr: %s", r.err);
-    run_free(&r);
+    ctl_run_free(&r);
     assert_int_equal(access(path, F_OK), -1);
     assert_int_equal(count_temp_files("tampered.bin"), 0);
 }
@@ -491,16 +413,16 @@ unknown_model_or_version_exits_3(void **state)
     ctl_run r = run_ctl("versions", "no-such-model", NULL);
     expect_code(&r, 3, "versions of an unknown model");
     assert_non_null(strstr(r.err, "no such model"));
-    run_free(&r);
+    ctl_run_free(&r);
     r = run_ctl("show", "no-such-model", "1", NULL);
     expect_code(&r, 3, "show of an unknown model");
-    run_free(&r);
+    ctl_run_free(&r);
     r = run_ctl("show", "mnist-fused", "42", NULL);
     expect_code(&r, 3, "show of an unknown version");
-    run_free(&r);
+    ctl_run_free(&r);
     r = run_ctl("export", "mnist-fused", "42", path, NULL);
     expect_code(&r, 3, "export of an unknown version");
-    run_free(&r);
+    ctl_run_free(&r);
     assert_int_equal(access(path, F_OK), -1);
 }
 
@@ -536,7 +458,7 @@ bad_usage_exits_2(void **state)
         snprintf(what, sizeof(what), "usage case %zu", i);
         expect_code(&r, 2, what);
         assert_true(strlen(r.err) > 0);
-        run_free(&r);
+        ctl_run_free(&r);
     }
 
     /* No database anywhere. */
@@ -544,7 +466,7 @@ bad_usage_exits_2(void **state)
     ctl_run r = run_ctl_env(NULL, args);
     expect_code(&r, 2, "status without a database");
     assert_non_null(strstr(r.err, "FEDFUSE_DB"));
-    run_free(&r);
+    ctl_run_free(&r);
     print_message("%zu bad command lines exited 2\n", n + 1);
 }
 
@@ -562,14 +484,14 @@ help_exits_0(void **state)
     assert_non_null(strstr(r.out, "usage:"));
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         assert_non_null(strstr(r.out, cmds[i]));
-    run_free(&r);
+    ctl_run_free(&r);
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         const char *args[] = {cmds[i], "--help", NULL};
         r = run_ctl_env(NULL, args);
         expect_code(&r, 0, cmds[i]);
         assert_non_null(strstr(r.out, "usage: fedfusectl"));
         assert_non_null(strstr(r.out, cmds[i]));
-        run_free(&r);
+        ctl_run_free(&r);
     }
 }
 
@@ -609,13 +531,13 @@ hostile_strings_do_not_break_tables(void **state)
     assert_non_null(strstr(r.out, "\xe2\x80\xa6"));   /* ellipsis */
     assert_non_null(strstr(r.out, "quorum lost \\x1b[2J\\nafter"));
     print_message("%s", r.out);
-    run_free(&r);
+    ctl_run_free(&r);
 
     r = run_ctl("audit", "--site", "evil\x1b[31m\x07\xe2\x80\xae", NULL);
     expect_code(&r, 0, "audit --site hostile");
     size_t w2 = assert_inert(r.out, 300);
     assert_non_null(strstr(r.out, "update.rejected"));
-    run_free(&r);
+    ctl_run_free(&r);
 
     r = run_ctl("--json", "audit", "--action", "update.rejected", NULL);
     expect_code(&r, 0, "audit --json");
@@ -626,7 +548,7 @@ hostile_strings_do_not_break_tables(void **state)
     assert_non_null(reason);
     assert_string_equal(reason, g_big);
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
     print_message("widest table lines: status %zu, audit %zu columns; "
                   "JSON kept all %zu bytes\n",
                   w1, w2, strlen(g_big));
@@ -643,21 +565,21 @@ runtime_errors_and_migrate(void **state)
     ctl_run r = run_ctl_env(NULL, down);
     expect_code(&r, 1, "status with the database down");
     assert_non_null(strstr(r.err, "database"));
-    run_free(&r);
+    ctl_run_free(&r);
 
     /* FEDFUSE_DB is read when --db is absent. */
     const char *status[] = {"status", NULL};
     r = run_ctl_env(g_empty.conninfo, status);
     expect_code(&r, 1, "status of an empty database");
     assert_non_null(strstr(r.err, "fedfusectl migrate"));
-    run_free(&r);
+    ctl_run_free(&r);
 
     const char *migrate[] = {"migrate", NULL};
     r = run_ctl_env(g_empty.conninfo, migrate);
     expect_code(&r, 0, "migrate");
     assert_non_null(strstr(r.out, "(was 0; applied"));
     print_message("%s", r.out);
-    run_free(&r);
+    ctl_run_free(&r);
     const char *again[] = {"--json", "migrate", NULL};
     r = run_ctl_env(g_empty.conninfo, again);
     expect_code(&r, 0, "migrate again");
@@ -673,11 +595,11 @@ runtime_errors_and_migrate(void **state)
                      latest);
     assert_int_equal(json_integer_value(json_object_get(j, "applied")), 0);
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
 
     r = run_ctl_env(g_empty.conninfo, status);
     expect_code(&r, 0, "status after migrate");
-    run_free(&r);
+    ctl_run_free(&r);
 }
 
 /* export refuses a FILE that exists and is not a regular file (here a
@@ -703,7 +625,7 @@ export_refuses_non_regular_files(void **state)
     expect_code(&r, 1, "export onto a symlink");
     assert_non_null(strstr(r.err, "symbolic link"));
     print_message("stderr: %s", r.err);
-    run_free(&r);
+    ctl_run_free(&r);
     assert_int_equal(lstat(link, &st), 0);
     assert_true(S_ISLNK(st.st_mode));
     assert_int_equal(stat(target, &st), 0);
@@ -713,14 +635,14 @@ export_refuses_non_regular_files(void **state)
     expect_code(&r, 1, "export onto a FIFO");
     assert_non_null(strstr(r.err, "FIFO"));
     print_message("stderr: %s", r.err);
-    run_free(&r);
+    ctl_run_free(&r);
     assert_int_equal(lstat(fifo, &st), 0);
     assert_true(S_ISFIFO(st.st_mode));
 
     r = run_ctl("export", "mnist-fused", "1", g_dir, NULL);
     expect_code(&r, 1, "export onto a directory");
     assert_non_null(strstr(r.err, "directory"));
-    run_free(&r);
+    ctl_run_free(&r);
     assert_int_equal(count_temp_files("link.ffmodel.tmp."), 0);
     assert_int_equal(count_temp_files("fifo.ffmodel.tmp."), 0);
 }
@@ -735,7 +657,7 @@ negative_version_is_range_error(void **state)
     assert_non_null(strstr(r.err, "VERSION must be 1..2147483647"));
     assert_null(strstr(r.err, "unknown option"));
     print_message("stderr: %s", r.err);
-    run_free(&r);
+    ctl_run_free(&r);
 }
 
 /* Seconds since t0. */
@@ -782,7 +704,7 @@ unresponsive_server_times_out(void **state)
     expect_code(&r, 1, "status against a silent server");
     assert_non_null(strstr(r.err, "timeout"));
     assert_true(took >= 9.0 && took < 15.0);
-    run_free(&r);
+    ctl_run_free(&r);
 
     size_t n = strlen(conninfo);
     snprintf(conninfo + n, sizeof(conninfo) - n, " connect_timeout=2");
@@ -793,7 +715,7 @@ unresponsive_server_times_out(void **state)
                   took);
     expect_code(&r, 1, "status with the caller's connect_timeout");
     assert_true(took < 6.0);
-    run_free(&r);
+    ctl_run_free(&r);
     close(s);
 }
 
@@ -832,7 +754,7 @@ status_marks_stale_coordinators(void **state)
     line = strstr(r.out, "mnist-fused");
     stale = strstr(line, "STALE");
     assert_true(stale == NULL || stale > strchr(line, '\n'));
-    run_free(&r);
+    ctl_run_free(&r);
 
     r = run_ctl("--json", "status", NULL);
     expect_code(&r, 0, "status --json");
@@ -851,7 +773,7 @@ status_marks_stale_coordinators(void **state)
     assert_true(json_is_false(json_object_get(
         json_object_get(j, "coordinator"), "stale")));
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
 }
 
 static int

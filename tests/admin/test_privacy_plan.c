@@ -21,7 +21,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-extern char **environ;
+#include "ctl_run.h"
+
 
 static char g_ctl[4096];  /* path of fedfusectl */
 static double g_worst;    /* largest relative difference seen */
@@ -32,74 +33,12 @@ static double g_worst;    /* largest relative difference seen */
 
 /* ---- running fedfusectl ------------------------------------------------ */
 
-typedef struct ctl_run {
-    int code;   /* exit status */
-    char *out;  /* stdout, NUL-terminated */
-    char *err;  /* stderr */
-} ctl_run;
-
-static char *
-slurp_fd(int fd)
-{
-    struct stat st;
-    char *buf;
-
-    if (fstat(fd, &st) != 0)
-        return NULL;
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL)
-        return NULL;
-    if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
-        free(buf);
-        return NULL;
-    }
-    buf[st.st_size] = '\0';
-    return buf;
-}
-
 /* Runs fedfusectl with args (NULL-terminated, without argv[0]) and an
  * environment without FEDFUSE_DB. */
 static ctl_run
 run_argv(const char *const *args)
 {
-    ctl_run r = {0};
-    char *argv[32], *envp[512];
-    int n = 0, e = 0;
-
-    argv[n++] = g_ctl;
-    for (int i = 0; args[i] != NULL && n < 31; i++)
-        argv[n++] = (char *)args[i];
-    argv[n] = NULL;
-    for (char **p = environ; *p && e < 511; p++)
-        if (strncmp(*p, "FEDFUSE_DB=", 11) != 0)
-            envp[e++] = *p;
-    envp[e] = NULL;
-
-    /* stdout and stderr into unlinked temporary files. */
-    char o[] = "/tmp/ffplan-out-XXXXXX", x[] = "/tmp/ffplan-err-XXXXXX";
-    int fo = mkstemp(o), fe = mkstemp(x);
-    assert_true(fo >= 0 && fe >= 0);
-    unlink(o);
-    unlink(x);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fo, 1);
-    posix_spawn_file_actions_adddup2(&fa, fe, 2);
-    pid_t pid;
-    int rc = posix_spawn(&pid, g_ctl, &fa, NULL, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
-        fail_msg("cannot run %s: %s", g_ctl, strerror(rc));
-    int status = 0;
-    waitpid(pid, &status, 0);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-    r.out = slurp_fd(fo);
-    r.err = slurp_fd(fe);
-    close(fo);
-    close(fe);
-    assert_non_null(r.out);
-    assert_non_null(r.err);
-    return r;
+    return ctl_run_argv(g_ctl, NULL, args);
 }
 
 /* Runs fedfusectl first, ... (NULL-terminated). */
@@ -116,13 +55,6 @@ run_ctl(const char *first, ...)
     va_end(ap);
     args[n] = NULL;
     return run_argv(args);
-}
-
-static void
-run_free(ctl_run *r)
-{
-    free(r->out);
-    free(r->err);
 }
 
 static void
@@ -189,7 +121,7 @@ mnist_epsilon_tight_and_old(void **state)
     assert_non_null(strstr(r.out, "order 8.1"));
     assert_non_null(strstr(r.out, "0.004266666666666667"));
     assert_non_null(strstr(r.out, "14063"));
-    run_free(&r);
+    ctl_run_free(&r);
 
     r = run_ctl("--json", "privacy", "plan", "--sampling-rate", MNIST_Q,
                 "--noise-multiplier", "1.1", "--steps", MNIST_T, "--delta",
@@ -211,7 +143,7 @@ mnist_epsilon_tight_and_old(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "mode")),
                         "epsilon");
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
 }
 
 /*
@@ -242,7 +174,7 @@ e4_epsilon_on_both_grids(void **state)
         assert_string_equal(
             json_string_value(json_object_get(j, "order_grid")), grid[g]);
         json_decref(j);
-        run_free(&r);
+        ctl_run_free(&r);
     }
 }
 
@@ -284,7 +216,7 @@ full_batch_matches_closed_form(void **state)
     expect_rel("q=1 epsilon (old) vs closed form", jnum(j, "epsilon_old"),
                best_old, 1e-9);
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
 }
 
 /* ---- planning ----------------------------------------------------------- */
@@ -308,7 +240,7 @@ epsilon_round_trip(void **state)
                         "noise_multiplier");
     assert_true(jnum(j, "target_epsilon") == 3.0);
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
     printf("  planned noise multiplier %.17g (epsilon %.12g)\n", sigma,
            eps_plan);
     /* Less noise than sigma 1.1 (epsilon 2.597) must do for epsilon 3. */
@@ -322,7 +254,7 @@ epsilon_round_trip(void **state)
     j = parse_json(&r);
     double eps = jnum(j, "epsilon");
     json_decref(j);
-    run_free(&r);
+    ctl_run_free(&r);
     printf("  epsilon(planned z) = %.12g, 3 - it = %.3g (tol 1e-4)\n", eps,
            3.0 - eps);
     assert_true(eps <= 3.0);
@@ -335,7 +267,7 @@ epsilon_round_trip(void **state)
     expect_code(&r, 0, "plan text");
     assert_non_null(strstr(r.out, "target epsilon"));
     assert_non_null(strstr(r.out, "noise multiplier"));
-    run_free(&r);
+    ctl_run_free(&r);
 }
 
 /* A target below what the grid's largest order allows: exit 1. */
@@ -351,7 +283,7 @@ infeasible_target_exits_1(void **state)
     printf("  stderr: %s", r.err);
     assert_non_null(strstr(r.err, "unreachable"));
     assert_string_equal(r.out, "");
-    run_free(&r);
+    ctl_run_free(&r);
 }
 
 /* ---- usage -------------------------------------------------------------- */
@@ -417,7 +349,7 @@ usage_errors_exit_2(void **state)
             fail_msg("%s: stderr does not name %s: %s", what, cases[c].named,
                      r.err);
         printf("  %-28s -> %s", what, r.err);
-        run_free(&r);
+        ctl_run_free(&r);
     }
 }
 
@@ -433,7 +365,7 @@ conflicting_and_malformed_exit_2(void **state)
     expect_code(&r, 2, "both --noise-multiplier and --epsilon");
     assert_non_null(strstr(r.err, "--noise-multiplier"));
     assert_non_null(strstr(r.err, "--epsilon"));
-    run_free(&r);
+    ctl_run_free(&r);
 
     static const char *const bad_eps[] = {"0", "-3", "nan", "inf", "3e"};
     for (size_t i = 0; i < sizeof(bad_eps) / sizeof(bad_eps[0]); i++) {
@@ -442,26 +374,26 @@ conflicting_and_malformed_exit_2(void **state)
                     "1e-5", NULL);
         expect_code(&r, 2, bad_eps[i]);
         assert_non_null(strstr(r.err, "--epsilon"));
-        run_free(&r);
+        ctl_run_free(&r);
     }
 
     r = run_ctl("privacy", NULL);
     expect_code(&r, 2, "privacy without subcommand");
     assert_non_null(strstr(r.err, "plan"));
-    run_free(&r);
+    ctl_run_free(&r);
     r = run_ctl("privacy", "budget", NULL);
     expect_code(&r, 2, "unknown subcommand");
     assert_non_null(strstr(r.err, "budget"));
-    run_free(&r);
+    ctl_run_free(&r);
     r = run_ctl("privacy", "plan", "--sampling-rate", MNIST_Q, "--bogus", "1",
                 NULL);
     expect_code(&r, 2, "unknown option");
     assert_non_null(strstr(r.err, "--bogus"));
-    run_free(&r);
+    ctl_run_free(&r);
     r = run_ctl("privacy", "plan", "--steps", NULL);
     expect_code(&r, 2, "option without value");
     assert_non_null(strstr(r.err, "--steps"));
-    run_free(&r);
+    ctl_run_free(&r);
 }
 
 /* Help, and the database left alone: a --db that names no server changes
@@ -480,19 +412,19 @@ help_and_no_database(void **state)
         assert_non_null(strstr(r.out, "usage: fedfusectl"));
         assert_non_null(strstr(r.out, "--noise-multiplier"));
         assert_non_null(strstr(r.out, "--order-grid"));
-        run_free(&r);
+        ctl_run_free(&r);
     }
     ctl_run r = run_ctl("--help", NULL);
     expect_code(&r, 0, "--help");
     assert_non_null(strstr(r.out, "privacy plan"));
-    run_free(&r);
+    ctl_run_free(&r);
 
     r = run_ctl("--db", "host=/nonexistent-ffplan port=1", "privacy", "plan",
                 "--sampling-rate", "0.01", "--noise-multiplier", "1",
                 "--steps", "100", "--delta", "1e-5", NULL);
     expect_code(&r, 0, "with an unreachable --db");
     assert_non_null(strstr(r.out, "epsilon"));
-    run_free(&r);
+    ctl_run_free(&r);
 }
 
 static int
