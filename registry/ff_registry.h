@@ -103,11 +103,16 @@ FF_MUST_USE ff_status ff_registry_coordinator_state(ff_registry *r,
  * held until the handle is closed. When the connection is lost and
  * re-established, the next call on r takes the claim again, or fails
  * with FF_ERR_STATE while someone else holds it. Claiming the same model
- * again is a no-op; a handle claims one model at most.
+ * again is a no-op; a handle claims one model at most. A claim held
+ * elsewhere is tried again for up to FF_REGISTRY_CLAIM_WAIT_MS before the
+ * refusal: the server frees the lock of a closed or killed session only
+ * once its backend has exited, a moment later.
  * Errors: FF_ERR_STATE ("model X is already served by another coordinator
  * (pid N)", N from the coordinator table when it has a row; or r already
  * claims another model), FF_ERR_ARG (bad name), FF_ERR_DB, FF_ERR_NOMEM.
  * Thread-safe. */
+#define FF_REGISTRY_CLAIM_WAIT_MS 2000
+
 FF_MUST_USE ff_status ff_registry_model_claim(ff_registry *r,
                                               const char *model,
                                               ff_error *err);

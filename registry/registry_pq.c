@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ff_log.h"
 
@@ -299,20 +300,39 @@ claim_holder_pid(ff_registry *r, const char *model)
     return pid;
 }
 
-ff_status
-ff_pq_claim(ff_registry *r, const char *model, ff_error *err)
+/* One attempt at the session lock of model: *got = 1 when taken. */
+static ff_status
+claim_try(ff_registry *r, const char *model, int64_t *got, ff_error *err)
 {
-    int64_t got = 0;
     ff_pq_args a;
 
-    /* A session lock: it lasts until the connection closes. */
     ff_pq_args_init(&a);
     ff_pq_arg_int(&a, FF_REGISTRY_CLAIM_NAMESPACE);
     ff_pq_arg_text(&a, model);
     ff_status st = ff_pq_fetch_int(
         r, "SELECT pg_try_advisory_lock($1::int, hashtext($2))::int", &a,
-        &got, NULL, err);
+        got, NULL, err);
     ff_pq_args_cleanup(&a);
+    return st;
+}
+
+ff_status
+ff_pq_claim(ff_registry *r, const char *model, ff_error *err)
+{
+    const int step_ms = 50;
+    int64_t got = 0;
+    ff_status st = FF_OK;
+
+    /* A session lock: it lasts until the connection closes. A holder that
+     * just closed or died keeps it until its backend exits: try again
+     * for a bounded while before refusing. */
+    for (int waited = 0; st == FF_OK && got != 1; waited += step_ms) {
+        st = claim_try(r, model, &got, err);
+        if (st != FF_OK || got == 1 || waited >= FF_REGISTRY_CLAIM_WAIT_MS)
+            break;
+        struct timespec ts = {0, step_ms * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (st != FF_OK)
         return ff_error_wrap(err, st, "claiming model %s", model);
     if (got == 1)
