@@ -69,6 +69,11 @@ typedef struct ff_secagg_config {
     uint64_t length;       /* m: words in each site's vector */
     uint32_t max_value;    /* largest word a site may submit */
     uint8_t graph_seed[32];/* public seed of the neighbour graph */
+    uint32_t wrap;         /* 0: the sum must not wrap (n max_value <
+                            * 2^b is checked); 1: modular sum, wrapping
+                            * intended (DDGauss, whose decoding centres
+                            * it): max_value must be 2^b - 1, so a site
+                            * may submit any word below 2^b */
 } ff_secagg_config;
 
 /* Threat model of the parameter finder (Bell et al. 2020, §1.6 notes). */
@@ -96,10 +101,12 @@ ff_secagg_params_find(uint32_t n, double dropout, double corrupt,
                       uint32_t *threshold, ff_privacy_error *err);
 
 /*
- * Checks a configuration: ranges of every field, and that the sum of n
- * words of at most max_value cannot reach 2^b (FF_PRIVACY_ERR_OVERFLOW,
- * with the numbers). Errors: FF_PRIVACY_ERR_ARG naming the bad field.
- * Thread-safe.
+ * Checks a configuration: ranges of every field, and, with wrap = 0, that
+ * the sum of n words of at most max_value cannot reach 2^b
+ * (FF_PRIVACY_ERR_OVERFLOW, with the numbers). With wrap = 1 the sum is
+ * meant to wrap; max_value must then be exactly 2^b - 1. Errors:
+ * FF_PRIVACY_ERR_ARG naming the bad field (wrap other than 0 or 1
+ * included). Thread-safe.
  */
 FF_PRIVACY_MUST_USE ff_privacy_status
 ff_secagg_config_check(const ff_secagg_config *cfg, ff_privacy_error *err);

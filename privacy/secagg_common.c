@@ -98,7 +98,7 @@ static void hash_label(crypto_generichash_state *h, const char *label)
 
 void sa_config_digest(const ff_secagg_config *cfg, uint8_t out[32])
 {
-    uint8_t b[8 + 4 * 4 + 8 + 4 + 32];
+    uint8_t b[8 + 4 * 4 + 8 + 4 + 32 + 4];
     sa_put64(b, cfg->round);
     sa_put32(b + 8, cfg->n_sites);
     sa_put32(b + 12, cfg->degree);
@@ -107,6 +107,7 @@ void sa_config_digest(const ff_secagg_config *cfg, uint8_t out[32])
     sa_put64(b + 24, cfg->length);
     sa_put32(b + 32, cfg->max_value);
     memcpy(b + 36, cfg->graph_seed, 32);
+    sa_put32(b + 68, cfg->wrap);
     crypto_generichash_state h;
     hash_label(&h, "ffsa-config");
     crypto_generichash_update(&h, b, sizeof b);

@@ -45,6 +45,19 @@ ff_privacy_status ff_secagg_config_check(const ff_secagg_config *cfg,
         return ff_privacy_error_set(err, FF_PRIVACY_ERR_ARG,
             "secagg config: max_value 0 leaves nothing to sum");
 
+    /* a modular sum (DDGauss) takes every word of the field */
+    unsigned long long field_max = (1ull << cfg->bits) - 1;
+    if (cfg->wrap > 1)
+        return ff_privacy_error_set(err, FF_PRIVACY_ERR_ARG,
+            "secagg config: wrap %u (0 or 1 allowed)", cfg->wrap);
+    if (cfg->wrap == 1) {
+        if (cfg->max_value != field_max)
+            return ff_privacy_error_set(err, FF_PRIVACY_ERR_ARG,
+                "secagg config: wrap = 1 needs max_value 2^%u - 1 = %llu, "
+                "not %u", cfg->bits, field_max, cfg->max_value);
+        return FF_PRIVACY_OK;
+    }
+
     /* the sum of n inputs must stay below 2^b, or it wraps silently */
     unsigned long long worst = (unsigned long long)n * cfg->max_value;
     if (worst >= (1ull << cfg->bits))

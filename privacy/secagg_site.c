@@ -516,7 +516,8 @@ ff_privacy_status ff_secagg_site_mask_chunk(ff_secagg_site *s,
             s->me, (unsigned long long)offset, n,
             (unsigned long long)s->cfg.length);
 
-    /* inputs within the agreed range, so the sum cannot wrap */
+    /* inputs within the agreed range: the sum cannot wrap, or, with
+     * cfg.wrap = 1 (max_value = 2^b - 1), any word of the field */
     for (size_t i = 0; i < n; i++)
         if (in[i] > s->cfg.max_value)
             return ff_privacy_error_set(err, FF_PRIVACY_ERR_ARG,
