@@ -37,6 +37,51 @@ struct ff_train_stats;
 typedef void (*ff_train_epoch_fn)(void *ctx, int epoch,
                                   const struct ff_train_stats *epoch_stats);
 
+/*
+ * Record-level differential privacy for ff_model_train (DP-SGD, Abadi et
+ * al. 2016). When ff_train_config.dp is set, each step:
+ *   1. draws its batch with sample(): every record independently with
+ *      probability sampling_rate (Poisson sampling, as the accountant
+ *      assumes), so batch sizes vary and may be 0;
+ *   2. computes each record's gradient alone and scales it to L2 norm at
+ *      most clip (modality dropout still applies per record);
+ *   3. sums the clipped gradients and calls noise() to add noise of std
+ *      noise_multiplier * clip to the sum;
+ *   4. divides by the expected batch size sampling_rate * count (never by
+ *      the actual size, which would leak it) and takes the optimizer step.
+ * An epoch is round(1 / sampling_rate) steps; an empty batch still takes
+ * a step (noise only). Weight decay is applied after the noise (it
+ * depends only on the parameters); the learning-rate schedule runs over
+ * all epochs * round(1 / sampling_rate) steps. The model layer knows
+ * nothing of how randomness or noise is made: the caller (the site)
+ * passes callbacks backed by privacy/ff_dp.h. Both callbacks get ops.ctx;
+ * they are called from the thread that called ff_model_train, sample()
+ * once per step and noise() once per step unless noise_multiplier is 0.
+ * Modality dropout (cfg->seed) stays the model's own: it is not a privacy
+ * mechanism. Training loss and accuracy in ff_train_stats are computed on
+ * the drawn records without noise: they are not differentially private.
+ */
+typedef struct ff_dp_sgd_ops {
+    /* Writes the chosen record indices (increasing, < count) to idx
+     * (capacity count) and their number to *n (0 allowed). Any status
+     * other than FF_OK stops training with it (err filled). */
+    ff_status (*sample)(void *ctx, double q, size_t count, size_t *idx,
+                        size_t *n, ff_error *err);
+    /* Adds noise of standard deviation std (> 0) to v[0..n) in place;
+     * n is ff_model_param_count. A status other than FF_OK stops
+     * training with it (err filled). */
+    ff_status (*noise)(void *ctx, float *v, size_t n, double std,
+                       ff_error *err);
+    void *ctx;
+} ff_dp_sgd_ops;
+
+typedef struct ff_dp_sgd {
+    double clip;              /* per-record L2 clip norm, > 0 */
+    double noise_multiplier;  /* noise std / clip, >= 0 */
+    double sampling_rate;     /* Poisson rate q in (0, 1] */
+    ff_dp_sgd_ops ops;
+} ff_dp_sgd;
+
 typedef struct ff_train_config {
     int epochs;               /* passes over the data, >= 1 */
     int batch_size;           /* >= 1 */
@@ -50,6 +95,8 @@ typedef struct ff_train_config {
     ff_lr_schedule lr_schedule; /* FF_LR_CONSTANT when zeroed */
     ff_train_epoch_fn on_epoch; /* optional progress callback, or NULL */
     void *on_epoch_ctx;         /* passed to on_epoch */
+    const ff_dp_sgd *dp;        /* DP-SGD when not NULL (batch_size is then
+                                   unused); caller-owned */
 } ff_train_config;
 
 /* Sets cfg to the defaults fedfuse trains with (no callback). */
@@ -62,6 +109,10 @@ typedef struct ff_train_stats {
     size_t group_examples[FF_GROUP_COUNT]; /* records that trained each
                                             group in one epoch */
     double seconds;
+    /* DP-SGD only (zero otherwise), over the whole call: */
+    long dp_steps;                       /* noised steps taken */
+    size_t dp_records;                   /* records drawn into batches */
+    size_t dp_clipped;                   /* of those, gradients clipped */
 } ff_train_stats;
 
 typedef struct ff_eval {
@@ -101,9 +152,16 @@ const char *ff_model_group_name(int g);
  * cfg->seed and the model's parameters. stats->loss, accuracy and
  * group_examples describe the LAST epoch (with modality dropout the
  * groups' counts change from epoch to epoch); the head counts every
- * record. Errors: FF_ERR_ARG (bad config, empty set, a record whose label,
- * present mask or text is out of range), FF_ERR_NONFINITE (an input tensor
- * or the loss is NaN or Inf), FF_ERR_NOMEM. m is unchanged on error. */
+ * record. Under DP-SGD (cfg->dp) the run also depends on what the
+ * callbacks return; examples, loss, accuracy and group_examples then
+ * count the records drawn in the last epoch (0 when none was), and the
+ * dp_* counters cover the whole call. Errors: FF_ERR_ARG (bad config,
+ * naming the field for dp.*; empty set; a record whose label, present
+ * mask or text is out of range; dp sample() returning indices out of
+ * order or range), FF_ERR_NONFINITE (an input tensor, the loss or a
+ * record's gradient is NaN or Inf), FF_ERR_NOMEM, and any status of the
+ * dp callbacks (message prefixed with the epoch and step). m is unchanged
+ * on error. */
 FF_MUST_USE ff_status ff_model_train(ff_model *m, const ff_sample_set *set,
                                      const ff_train_config *cfg,
                                      ff_train_stats *stats, ff_error *err);

@@ -7,6 +7,7 @@
 #define FF_MODEL_INTERNAL_H
 
 #include "ff_model.h"
+#include "ff_rng.h"
 
 /* Shared embedding width and the head's hidden width. */
 #define FF_EMB_DIM 64
@@ -108,5 +109,56 @@ void ff_model_batch_backward(ff_model *m, float *grad, float scale);
 
 /* Index of the largest of the classes in row b of the batch's softmax. */
 int ff_model_batch_argmax(const ff_model *m, int b);
+
+/* ---- training internals (ff_train.c, ff_dpsgd.c) ------------------------ */
+
+/* Everything one ff_model_train call keeps between steps. The DP buffers
+ * are allocated only when cfg->dp is set. */
+typedef struct ff_train_state {
+    size_t *order;            /* shuffled record indices */
+    float *grad;              /* flat gradient, parameter layout; under
+                                 DP-SGD the clipped sum, then the step */
+    float *mom1, *mom2;       /* SGD velocity / Adam first and second */
+    float *backup;            /* parameters at the start, for rollback */
+    const ff_sample **recs;   /* the current batch */
+    uint32_t *masks;
+    size_t *dp_idx;           /* DP-SGD: the records sample() drew */
+    float *dp_rec;            /* DP-SGD: one record's gradient (only the
+                                 ranges that record touches are valid) */
+    long step;                /* optimizer steps taken */
+    long steps;               /* steps this call will take */
+    ff_rng rng;
+} ff_train_state;
+
+/* Hides each present modality with probability p, keeping at least one
+ * (ff_train.c). */
+uint32_t ff_train_dropout_mask(ff_rng *rng, uint32_t present, float p);
+
+/* One update of m's parameters from st->grad: L2 weight decay folded into
+ * the gradient, then SGD with momentum or Adam at the scheduled learning
+ * rate; counts the step (ff_train.c). */
+void ff_train_optimizer_step(ff_model *m, ff_train_state *st,
+                             const ff_train_config *cfg);
+
+/* Checks the DP-SGD settings dp (ff_dpsgd.c). Errors: FF_ERR_ARG, with a
+ * message naming the field (dp.clip, dp.noise_multiplier,
+ * dp.sampling_rate, dp.ops.sample, dp.ops.noise). */
+FF_MUST_USE ff_status ff_dpsgd_check(const ff_dp_sgd *dp, ff_error *err);
+
+/* Steps in one DP-SGD epoch: round(1 / q), at least 1. q as checked by
+ * ff_dpsgd_check. */
+long ff_dpsgd_steps_per_epoch(double q);
+
+/* One DP-SGD epoch of round(1 / q) noised steps over set (ff_dpsgd.c).
+ * Fills es with this epoch's figures (loss, accuracy and group counts
+ * over the records drawn) and adds to the dp_* counters of total.
+ * Errors: FF_ERR_NONFINITE (a record's loss or gradient), FF_ERR_ARG
+ * (sample() returned indices out of order or range), and whatever
+ * sample() or noise() returned (their message, with the step). */
+FF_MUST_USE ff_status ff_dpsgd_epoch(ff_model *m, const ff_sample_set *set,
+                                     const ff_train_config *cfg,
+                                     ff_train_state *st, int epoch,
+                                     ff_train_stats *es,
+                                     ff_train_stats *total, ff_error *err);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * ff_train.c - training (mini-batch SGD with momentum or Adam, modality
- * dropout), evaluation and the loss/gradient entry point.
+ * dropout), evaluation and the loss/gradient entry point. The DP-SGD
+ * epoch lives in ff_dpsgd.c and shares the optimizer from here.
  */
 #include "ff_model_internal.h"
 
@@ -10,7 +11,6 @@
 #include <time.h>
 
 #include "ff_layers.h"
-#include "ff_rng.h"
 
 /* Records per batch when evaluating: the workspace grows to this (about
  * 0.9 MB per record), and larger batches barely run faster. */
@@ -55,7 +55,7 @@ config_check(const ff_train_config *c, ff_error *err)
     if (c->epochs < 1 || c->epochs > MAX_EPOCHS)
         return ff_error_set(err, FF_ERR_ARG, "epochs %d outside 1..%d",
                             c->epochs, MAX_EPOCHS);
-    if (c->batch_size < 1 || c->batch_size > MAX_BATCH)
+    if (c->dp == NULL && (c->batch_size < 1 || c->batch_size > MAX_BATCH))
         return ff_error_set(err, FF_ERR_ARG, "batch size %d outside 1..%d",
                             c->batch_size, MAX_BATCH);
     if (!(c->lr > 0.0f) || !isfinite(c->lr))
@@ -79,6 +79,8 @@ config_check(const ff_train_config *c, ff_error *err)
         return ff_error_set(err, FF_ERR_ARG,
                             "modality dropout %g outside [0, 1]",
                             (double)c->modality_dropout);
+    if (c->dp != NULL)
+        return ff_dpsgd_check(c->dp, err); /* batch_size is then unused */
     return FF_OK;
 }
 
@@ -102,8 +104,8 @@ records_check(const ff_sample *items, size_t count, const uint32_t *masks,
 
 /* Hides each present modality with probability p, keeping at least one
  * (a uniformly chosen present one when all would be hidden). */
-static uint32_t
-dropout_mask(ff_rng *rng, uint32_t present, float p)
+uint32_t
+ff_train_dropout_mask(ff_rng *rng, uint32_t present, float p)
 {
     uint32_t keep = 0;
     int have[FF_MOD_COUNT], n = 0;
@@ -124,21 +126,11 @@ dropout_mask(ff_rng *rng, uint32_t present, float p)
 
 /* ---- optimizer --------------------------------------------------------- */
 
-typedef struct train_state {
-    size_t *order;            /* shuffled record indices */
-    float *grad;              /* flat gradient, parameter layout */
-    float *mom1, *mom2;       /* SGD velocity / Adam first and second */
-    float *backup;            /* parameters at the start, for rollback */
-    const ff_sample **recs;   /* the current batch */
-    uint32_t *masks;
-    long step;                /* optimizer steps taken */
-    long steps;               /* steps this call will take */
-    ff_rng rng;
-} train_state;
-
 static void
-train_state_cleanup(train_state *st)
+train_state_cleanup(ff_train_state *st)
 {
+    free(st->dp_rec);
+    free(st->dp_idx);
     free(st->masks);
     free(st->recs);
     free(st->backup);
@@ -150,10 +142,13 @@ train_state_cleanup(train_state *st)
 }
 
 static ff_status
-train_state_init(train_state *st, const ff_model *m, size_t count,
+train_state_init(ff_train_state *st, const ff_model *m, size_t count,
                  const ff_train_config *cfg, ff_error *err)
 {
     size_t n = m->count;
+    int dp = cfg->dp != NULL;
+    /* DP-SGD computes one record at a time. */
+    size_t batch = dp ? 1 : (size_t)cfg->batch_size;
 
     memset(st, 0, sizeof(*st));
     st->order = malloc(count * sizeof(*st->order));
@@ -162,10 +157,15 @@ train_state_init(train_state *st, const ff_model *m, size_t count,
     if (cfg->optimizer == FF_OPT_ADAM)
         st->mom2 = calloc(n, sizeof(float)); /* SGD has no second moment */
     st->backup = malloc(n * sizeof(float));
-    st->recs = malloc((size_t)cfg->batch_size * sizeof(*st->recs));
-    st->masks = malloc((size_t)cfg->batch_size * sizeof(*st->masks));
+    st->recs = malloc(batch * sizeof(*st->recs));
+    st->masks = malloc(batch * sizeof(*st->masks));
+    if (dp) {
+        st->dp_idx = malloc(count * sizeof(*st->dp_idx));
+        st->dp_rec = malloc(n * sizeof(float));
+    }
     if (!st->order || !st->grad || !st->mom1 || !st->backup || !st->recs ||
-        !st->masks || (cfg->optimizer == FF_OPT_ADAM && !st->mom2)) {
+        !st->masks || (cfg->optimizer == FF_OPT_ADAM && !st->mom2) ||
+        (dp && (!st->dp_idx || !st->dp_rec))) {
         train_state_cleanup(st);
         return ff_error_set(err, FF_ERR_NOMEM,
                             "training state for %zu parameters", n);
@@ -173,9 +173,13 @@ train_state_init(train_state *st, const ff_model *m, size_t count,
     for (size_t i = 0; i < count; i++)
         st->order[i] = i;
     memcpy(st->backup, m->params, n * sizeof(float));
-    st->steps = (long)cfg->epochs *
-                (long)((count + (size_t)cfg->batch_size - 1) /
-                       (size_t)cfg->batch_size);
+    if (dp)
+        st->steps = (long)cfg->epochs *
+                    ff_dpsgd_steps_per_epoch(cfg->dp->sampling_rate);
+    else
+        st->steps = (long)cfg->epochs *
+                    (long)((count + (size_t)cfg->batch_size - 1) /
+                           (size_t)cfg->batch_size);
     ff_rng_init(&st->rng, cfg->seed);
     return FF_OK;
 }
@@ -183,7 +187,7 @@ train_state_init(train_state *st, const ff_model *m, size_t count,
 /* Learning rate for the step about to be taken (st->step already
  * counts it). */
 static float
-step_lr(const train_state *st, const ff_train_config *cfg)
+step_lr(const ff_train_state *st, const ff_train_config *cfg)
 {
     if (cfg->lr_schedule == FF_LR_CONSTANT || st->steps <= 1)
         return cfg->lr;
@@ -191,10 +195,9 @@ step_lr(const train_state *st, const ff_train_config *cfg)
     return (float)(cfg->lr * 0.5 * (1.0 + cos(3.14159265358979323846 * t)));
 }
 
-/* One update of params from st->grad (L2 weight decay folded into the
- * gradient first). */
-static void
-optimizer_step(ff_model *m, train_state *st, const ff_train_config *cfg)
+void
+ff_train_optimizer_step(ff_model *m, ff_train_state *st,
+                        const ff_train_config *cfg)
 {
     /* Four distinct buffers: restrict lets the compiler vectorise. */
     float *restrict w = m->params, *restrict g = st->grad;
@@ -247,12 +250,13 @@ shuffle(ff_rng *rng, size_t *order, size_t n)
 /* Draws the batch's records and dropout masks, and counts which groups
  * each record will train. */
 static void
-batch_draw(train_state *st, const ff_sample_set *set, size_t start, int n,
-           float dropout, ff_train_stats *es)
+batch_draw(ff_train_state *st, const ff_sample_set *set, size_t start,
+           int n, float dropout, ff_train_stats *es)
 {
     for (int b = 0; b < n; b++) {
         const ff_sample *s = &set->items[st->order[start + (size_t)b]];
-        uint32_t mask = dropout_mask(&st->rng, s->present, dropout);
+        uint32_t mask = ff_train_dropout_mask(&st->rng, s->present,
+                                              dropout);
         st->recs[b] = s;
         st->masks[b] = mask;
         for (int mod = 0; mod < FF_MOD_COUNT; mod++)
@@ -264,7 +268,7 @@ batch_draw(train_state *st, const ff_sample_set *set, size_t start, int n,
 /* One pass over set; fills es with this epoch's figures. */
 static ff_status
 train_epoch(ff_model *m, const ff_sample_set *set, const ff_train_config *cfg,
-            train_state *st, int epoch, ff_train_stats *es, ff_error *err)
+            ff_train_state *st, int epoch, ff_train_stats *es, ff_error *err)
 {
     double loss_sum = 0.0;
     size_t correct = 0;
@@ -291,7 +295,7 @@ train_epoch(ff_model *m, const ff_sample_set *set, const ff_train_config *cfg,
         /* Backward (mean loss over the batch) and update. */
         ff_layers_zero(st->grad, m->count);
         ff_model_batch_backward(m, st->grad, 1.0f / (float)n);
-        optimizer_step(m, st, cfg);
+        ff_train_optimizer_step(m, st, cfg);
     }
     es->examples = set->count;
     es->loss = loss_sum / (double)set->count;
@@ -314,8 +318,8 @@ ff_model_train(ff_model *m, const ff_sample_set *set,
                const ff_train_config *cfg, ff_train_stats *stats,
                ff_error *err)
 {
-    train_state st;
-    ff_train_stats es = {0};
+    ff_train_state st;
+    ff_train_stats es = {0}, dp_total = {0};
     double t0 = now_seconds();
     ff_status status;
 
@@ -328,12 +332,19 @@ ff_model_train(ff_model *m, const ff_sample_set *set,
     status = train_state_init(&st, m, set->count, cfg, err);
     if (status != FF_OK)
         return status;
-    status = ff_model_reserve(m, cfg->batch_size, err);
+    status = ff_model_reserve(m, cfg->dp != NULL ? 1 : cfg->batch_size, err);
 
-    /* Epochs; the callback sees each one. */
+    /* Epochs; the callback sees each one (DP counters so far). */
     for (int epoch = 1; status == FF_OK && epoch <= cfg->epochs; epoch++) {
-        status = train_epoch(m, set, cfg, &st, epoch, &es, err);
+        if (cfg->dp != NULL)
+            status = ff_dpsgd_epoch(m, set, cfg, &st, epoch, &es, &dp_total,
+                                    err);
+        else
+            status = train_epoch(m, set, cfg, &st, epoch, &es, err);
         es.seconds = now_seconds() - t0;
+        es.dp_steps = dp_total.dp_steps;
+        es.dp_records = dp_total.dp_records;
+        es.dp_clipped = dp_total.dp_clipped;
         if (status == FF_OK && cfg->on_epoch != NULL)
             cfg->on_epoch(cfg->on_epoch_ctx, epoch, &es);
     }
