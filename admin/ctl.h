@@ -2,7 +2,9 @@
  * ctl.h - internal to admin/: what the parts of fedfusectl share. The
  * command line and dispatch live in fedfusectl.c, table rendering in
  * ctl_table.c, the read-only views in ctl_views.c, export and migrate in
- * ctl_ops.c, the privacy planner in ctl_privacy.c.
+ * ctl_ops.c, the privacy planner and the `privacy` dispatch in
+ * ctl_privacy.c, the privacy ledger and budgets in ctl_ledger.c, audit
+ * verify and audit export in ctl_audit.c.
  */
 #ifndef FF_CTL_H
 #define FF_CTL_H
@@ -35,11 +37,16 @@ typedef struct ff_ctl {
     const char *since;
     const char *until;
     const char *limit;
+    const char *actor;     /* audit filters added with the chain */
+    const char *model;
+    const char *version;
+    const char *key;       /* audit verify: signer's public key, hex */
+    const char *out;       /* audit export: the file to write */
     const char *sampling_rate;    /* privacy plan inputs, as given */
     const char *noise_multiplier;
-    const char *epsilon;
+    const char *epsilon;          /* also privacy budget's */
     const char *steps;
-    const char *delta;
+    const char *delta;            /* also privacy budget's */
     const char *order_grid;
     const char *pos[FF_CTL_MAX_POS];
     int npos;
@@ -61,6 +68,24 @@ FF_MUST_USE ff_status ff_ctl_parse_int(const char *text, const char *what,
                                        long min, long max, long *out,
                                        ff_error *err);
 
+/* Parses a finite real number given to flag (or argument) `what`.
+ * Errors: FF_ERR_ARG naming it (missing, malformed, NaN, infinite, out
+ * of double's range). */
+FF_MUST_USE ff_status ff_ctl_parse_real(const char *text, const char *what,
+                                        double *out, ff_error *err);
+
+/* Checks lo <= v <= hi, with either end open (lo_open, hi_open); names
+ * `what` and the interval in the message. Errors: FF_ERR_ARG. */
+FF_MUST_USE ff_status ff_ctl_check_range(double v, const char *what,
+                                         double lo, int lo_open, double hi,
+                                         int hi_open, ff_error *err);
+
+/* Export writes only over regular files: FF_OK when path does not exist
+ * or is one; FF_ERR_IO naming what it is otherwise (symbolic link,
+ * directory, FIFO, device, socket), which is never followed or
+ * replaced. Checked with lstat. */
+FF_MUST_USE ff_status ff_ctl_target_check(const char *path, ff_error *err);
+
 /* Writes j to stdout as indented JSON followed by a newline. Errors:
  * FF_ERR_IO. */
 FF_MUST_USE ff_status ff_ctl_print_json(const json_t *j, ff_error *err);
@@ -73,14 +98,47 @@ FF_MUST_USE ff_status ff_ctl_models(ff_ctl *ctl, ff_error *err);
 FF_MUST_USE ff_status ff_ctl_versions(ff_ctl *ctl, ff_error *err);
 FF_MUST_USE ff_status ff_ctl_show(ff_ctl *ctl, ff_error *err);
 FF_MUST_USE ff_status ff_ctl_audit(ff_ctl *ctl, ff_error *err);
+
+/* `audit verify [--key HEX]` (ctl_audit.c): recomputes the audit chain
+ * and checks the signed heads (ff_registry_audit_verify); prints "audit
+ * chain verified: N rows, H signed heads, last row ID" or returns
+ * FF_ERR_DIGEST with the first row that fails and why. Errors:
+ * FF_ERR_ARG (a malformed key, a filter given), FF_ERR_DIGEST, FF_ERR_DB,
+ * FF_ERR_IO. */
+FF_MUST_USE ff_status ff_ctl_audit_verify(ff_ctl *ctl, ff_error *err);
+
+/* `audit export --out FILE [filters]` (ctl_audit.c): writes the matching
+ * rows as JSON Lines with their hashes in hex, streamed, to a temporary
+ * file beside FILE renamed into place; FILE, when it exists, must be a
+ * regular file. Errors: FF_ERR_ARG (no --out, --limit given), FF_ERR_IO,
+ * FF_ERR_DB, FF_ERR_NOMEM. */
+FF_MUST_USE ff_status ff_ctl_audit_export(ff_ctl *ctl, ff_error *err);
 FF_MUST_USE ff_status ff_ctl_export(ff_ctl *ctl, ff_error *err);
 FF_MUST_USE ff_status ff_ctl_migrate(ff_ctl *ctl, ff_error *err);
 
-/* `privacy plan` (ctl_privacy.c): epsilon of the Poisson-subsampled
- * Gaussian, or the noise multiplier for a target epsilon, from the flags
- * alone; never connects. Errors: FF_ERR_ARG naming the flag,
- * FF_ERR_CONFIG for a target no noise multiplier reaches. */
+/* `privacy` (ctl_privacy.c): dispatches on the first argument. `plan`:
+ * epsilon of the Poisson-subsampled Gaussian, or the noise multiplier
+ * for a target epsilon, from the flags alone; never connects. `budget
+ * MODEL` and `[ledger] MODEL`: ff_ctl_privacy_budget and
+ * ff_ctl_privacy_ledger. Errors: FF_ERR_ARG naming the flag or argument,
+ * FF_ERR_CONFIG for a target no noise multiplier reaches, and those of
+ * the two below. */
 FF_MUST_USE ff_status ff_ctl_privacy(ff_ctl *ctl, ff_error *err);
+
+/* `privacy [ledger] MODEL` (ctl_ledger.c): the model's budget and its
+ * privacy ledger, oldest entry first, as a table or --json. Errors:
+ * FF_ERR_ARG (a plan flag given), FF_ERR_NOT_FOUND (no such model),
+ * FF_ERR_DB, FF_ERR_IO. */
+FF_MUST_USE ff_status ff_ctl_privacy_ledger(ff_ctl *ctl, const char *model,
+                                            ff_error *err);
+
+/* `privacy budget MODEL --epsilon E --delta D` (ctl_ledger.c): sets the
+ * model's site-level budget, audited with actor "operator:USER" (the OS
+ * user; "fedfusectl" when it cannot be named). Errors: FF_ERR_ARG (a flag
+ * missing, malformed or out of range: E > 0 finite, D in (0, 1)),
+ * FF_ERR_NOT_FOUND, FF_ERR_DB, FF_ERR_IO. */
+FF_MUST_USE ff_status ff_ctl_privacy_budget(ff_ctl *ctl, const char *model,
+                                            ff_error *err);
 
 /* ---- text rendering (ctl_table.c) ---- */
 
@@ -99,6 +157,11 @@ size_t ff_ctl_width(const char *s);
 /* An ISO 8601 time from the registry as "YYYY-MM-DDTHH:MM:SSZ" (UTC);
  * "-" for NULL. out holds at least 32 bytes. */
 void ff_ctl_time(const char *iso, char *out, size_t cap);
+
+/* An epsilon from the registry's JSON for a table cell: a number with 4
+ * decimals (4 significant digits below 1e-3); "inf" for JSON null
+ * (recorded as unbounded); "-" when v is NULL (nothing recorded). */
+void ff_ctl_epsilon(const json_t *v, char *out, size_t cap);
 
 /* A duration in seconds as "42s", "3m05s", "2h10m" or "4d03h". */
 void ff_ctl_age(double seconds, char *out, size_t cap);

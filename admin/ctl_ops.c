@@ -150,11 +150,8 @@ file_kind(mode_t mode)
     return "not a regular file";
 }
 
-/* Export replaces only regular files: a path that exists as anything
- * else (symlink, device, FIFO, directory) is refused, never followed.
- * Errors: FF_ERR_IO. */
-static ff_status
-export_target_check(const char *path, ff_error *err)
+ff_status
+ff_ctl_target_check(const char *path, ff_error *err)
 {
     struct stat st;
 
@@ -222,7 +219,7 @@ export_atomic(const char *path, const uint8_t *data, size_t len,
                           actual, stored, path);
         goto done;
     }
-    st = export_target_check(path, err);
+    st = ff_ctl_target_check(path, err);
     if (st == FF_OK && rename(tmp, path) != 0)
         st = ff_error_set(err, FF_ERR_IO, "renaming to %s: %s", path,
                           strerror(errno));
@@ -252,7 +249,7 @@ ff_ctl_export(ff_ctl *ctl, ff_error *err)
     if (st == FF_OK && path[0] == '\0')
         st = ff_error_set(err, FF_ERR_ARG, "FILE is empty");
     if (st == FF_OK)
-        st = export_target_check(path, err);
+        st = ff_ctl_target_check(path, err);
     if (st == FF_OK)
         st = ff_ctl_connect(ctl, &r, err);
     if (st == FF_OK) {

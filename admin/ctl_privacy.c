@@ -3,7 +3,8 @@
  * of the Poisson-subsampled Gaussian (DP-SGD, DP-FedAvg with central noise),
  * or the noise multiplier a target epsilon needs. The arithmetic is the RDP
  * accountant of privacy/ff_accountant.h (docs/privacy-accounting.md); this
- * file reads the flags, calls it and prints. It needs no database.
+ * file reads the flags, calls it and prints. It needs no database. Also the
+ * dispatch of `privacy budget` and `privacy [ledger] MODEL` (ctl_ledger.c).
  */
 #include <errno.h>
 #include <math.h>
@@ -50,10 +51,9 @@ typedef struct plan {
 
 /* ---- reading the flags -------------------------------------------------- */
 
-/* Parses a finite real number given to flag. Errors: FF_ERR_ARG naming
- * the flag (missing, malformed, NaN, infinite, out of double's range). */
-static ff_status
-parse_real(const char *text, const char *flag, double *out, ff_error *err)
+ff_status
+ff_ctl_parse_real(const char *text, const char *flag, double *out,
+                  ff_error *err)
 {
     char *end;
 
@@ -73,10 +73,9 @@ parse_real(const char *text, const char *flag, double *out, ff_error *err)
     return FF_OK;
 }
 
-/* Checks lo <= v <= hi, with either end open; names the flag. */
-static ff_status
-check_range(double v, const char *flag, double lo, int lo_open, double hi,
-            int hi_open, ff_error *err)
+ff_status
+ff_ctl_check_range(double v, const char *flag, double lo, int lo_open,
+                   double hi, int hi_open, ff_error *err)
 {
     int low_ok = lo_open ? v > lo : v >= lo;
     int high_ok = hi_open ? v < hi : v <= hi;
@@ -122,29 +121,31 @@ plan_read(const ff_ctl *ctl, plan *p, ff_error *err)
                             "multiplier)");
 
     /* The numbers, each in its range. */
-    st = parse_real(ctl->sampling_rate, "--sampling-rate", &p->q, err);
+    st = ff_ctl_parse_real(ctl->sampling_rate, "--sampling-rate", &p->q,
+                           err);
     if (st == FF_OK)
-        st = check_range(p->q, "--sampling-rate", 0, 0, 1, 0, err);
+        st = ff_ctl_check_range(p->q, "--sampling-rate", 0, 0, 1, 0, err);
     if (st == FF_OK)
-        st = parse_real(ctl->delta, "--delta", &p->delta, err);
+        st = ff_ctl_parse_real(ctl->delta, "--delta", &p->delta, err);
     if (st == FF_OK)
-        st = check_range(p->delta, "--delta", 0, 1, 1, 1, err);
+        st = ff_ctl_check_range(p->delta, "--delta", 0, 1, 1, 1, err);
     if (st == FF_OK && ctl->steps == NULL)
         st = ff_error_set(err, FF_ERR_ARG, "--steps is required");
     if (st == FF_OK)
         st = ff_ctl_parse_int(ctl->steps, "--steps", 1, FF_CTL_MAX_STEPS,
                               &p->steps, err);
     if (st == FF_OK && ctl->noise_multiplier != NULL) {
-        st = parse_real(ctl->noise_multiplier, "--noise-multiplier",
-                        &p->sigma, err);
+        st = ff_ctl_parse_real(ctl->noise_multiplier, "--noise-multiplier",
+                               &p->sigma, err);
         if (st == FF_OK)
-            st = check_range(p->sigma, "--noise-multiplier", 0, 1, INFINITY,
-                             1, err);
+            st = ff_ctl_check_range(p->sigma, "--noise-multiplier", 0, 1,
+                                    INFINITY, 1, err);
     }
     if (st == FF_OK && ctl->epsilon != NULL) {
-        st = parse_real(ctl->epsilon, "--epsilon", &p->target, err);
+        st = ff_ctl_parse_real(ctl->epsilon, "--epsilon", &p->target, err);
         if (st == FF_OK)
-            st = check_range(p->target, "--epsilon", 0, 1, INFINITY, 1, err);
+            st = ff_ctl_check_range(p->target, "--epsilon", 0, 1, INFINITY,
+                                    1, err);
     }
     if (st == FF_OK)
         st = parse_grid(ctl->order_grid, &p->grid, err);
@@ -360,18 +361,15 @@ print_json(const plan *p, ff_error *err)
 
 /* ---- the command -------------------------------------------------------- */
 
-ff_status
-ff_ctl_privacy(ff_ctl *ctl, ff_error *err)
+/* `privacy plan`: reads the flags, asks the accountant, prints. */
+static ff_status
+privacy_plan(ff_ctl *ctl, ff_error *err)
 {
     plan p = {0};
 
-    if (ctl->npos < 1)
+    if (ctl->npos > 1)
         return ff_error_set(err, FF_ERR_ARG,
-                            "missing subcommand (the only one is 'plan')");
-    if (strcmp(ctl->pos[0], "plan") != 0)
-        return ff_error_set(err, FF_ERR_ARG,
-                            "unknown subcommand '%.40s' (the only one is "
-                            "'plan')", ctl->pos[0]);
+                            "plan takes no arguments, only flags");
 
     /* Inputs, orders, then one of the two questions. */
     ff_status st = plan_read(ctl, &p, err);
@@ -388,4 +386,31 @@ ff_ctl_privacy(ff_ctl *ctl, ff_error *err)
     if (fflush(stdout) != 0)
         return ff_error_set(err, FF_ERR_IO, "writing to stdout failed");
     return FF_OK;
+}
+
+ff_status
+ff_ctl_privacy(ff_ctl *ctl, ff_error *err)
+{
+    const char *sub = ctl->npos > 0 ? ctl->pos[0] : NULL;
+
+    /* plan, budget MODEL, ledger MODEL, or a model name alone. */
+    if (sub == NULL)
+        return ff_error_set(err, FF_ERR_ARG,
+                            "missing subcommand: plan, budget MODEL or "
+                            "[ledger] MODEL");
+    if (strcmp(sub, "plan") == 0)
+        return privacy_plan(ctl, err);
+    if (strcmp(sub, "budget") == 0 || strcmp(sub, "ledger") == 0) {
+        if (ctl->npos != 2)
+            return ff_error_set(err, FF_ERR_ARG,
+                                "privacy %s takes exactly one MODEL", sub);
+        if (sub[0] == 'b')
+            return ff_ctl_privacy_budget(ctl, ctl->pos[1], err);
+        return ff_ctl_privacy_ledger(ctl, ctl->pos[1], err);
+    }
+    if (ctl->npos != 1)
+        return ff_error_set(err, FF_ERR_ARG,
+                            "unknown subcommand '%.40s' (plan, budget, "
+                            "ledger, or a MODEL alone)", sub);
+    return ff_ctl_privacy_ledger(ctl, sub, err);
 }

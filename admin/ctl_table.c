@@ -170,6 +170,21 @@ ff_ctl_time(const char *iso, char *out, size_t cap)
 }
 
 void
+ff_ctl_epsilon(const json_t *v, char *out, size_t cap)
+{
+    if (v == NULL)
+        snprintf(out, cap, "-");
+    else if (json_is_null(v))
+        snprintf(out, cap, "inf");
+    else if (!json_is_number(v))
+        snprintf(out, cap, "?");
+    else if (json_number_value(v) == 0 || json_number_value(v) >= 1e-3)
+        snprintf(out, cap, "%.4f", json_number_value(v));
+    else
+        snprintf(out, cap, "%.4g", json_number_value(v));
+}
+
+void
 ff_ctl_age(double seconds, char *out, size_t cap)
 {
     long s = seconds > 0 ? (long)(seconds + 0.5) : 0;

@@ -324,17 +324,36 @@ alone_keys(const json_t *list, const char **keys)
     return n;
 }
 
+/* The two epsilon cells of a version: its privacy summary's
+ * record_epsilon and site_epsilon; "-" when it has none (published
+ * without one) or lacks the key, "inf" when recorded as unbounded. */
+static void
+cell_privacy(ff_ctl_table *t, const json_t *v)
+{
+    static const char *const keys[] = {"record_epsilon", "site_epsilon"};
+    const json_t *p = json_object_get(v, "privacy");
+    char buf[32];
+
+    for (size_t i = 0; i < 2; i++) {
+        ff_ctl_epsilon(json_is_object(p) ? json_object_get(p, keys[i])
+                                         : NULL,
+                       buf, sizeof(buf));
+        ff_ctl_table_cell(t, buf);
+    }
+}
+
 static ff_status
 versions_table(const json_t *list, ff_error *err)
 {
-    const char *h[8 + FF_CTL_MAX_ALONE] = {"VERSION", "PARENT", "ROUND",
-                                           "CREATED", "SITES", "EXAMPLES",
-                                           "ACCURACY"};
+    const char *h[10 + FF_CTL_MAX_ALONE] = {"VERSION", "PARENT", "ROUND",
+                                            "CREATED", "SITES", "EXAMPLES",
+                                            "ACCURACY"};
     char names[FF_CTL_MAX_ALONE][40];
     const char *keys[FF_CTL_MAX_ALONE];
     ff_ctl_table t;
 
-    /* Header: fixed columns, one per modality seen, the digest. */
+    /* Header: fixed columns, one per modality seen, the two epsilons,
+     * the digest. */
     size_t nk = alone_keys(list, keys);
     for (size_t k = 0; k < nk; k++) {
         char *safe = ff_ctl_escape(keys[k], 16);
@@ -342,9 +361,11 @@ versions_table(const json_t *list, ff_error *err)
         free(safe);
         h[7 + k] = names[k];
     }
-    h[7 + nk] = "DIGEST";
-    ff_ctl_table_init(&t, 8 + nk, h, FF_CTL_CELL);
-    t.right = ((1u << (7 + nk)) - 1u) & ~(1u << 3);
+    h[7 + nk] = "EPS(RECORD)";
+    h[8 + nk] = "EPS(SITE)";
+    h[9 + nk] = "DIGEST";
+    ff_ctl_table_init(&t, 10 + nk, h, FF_CTL_CELL);
+    t.right = ((1u << (9 + nk)) - 1u) & ~(1u << 3);
 
     for (size_t i = 0; i < json_array_size(list); i++) {
         const json_t *v = json_array_get(list, i);
@@ -361,6 +382,7 @@ versions_table(const json_t *list, ff_error *err)
             cell_accuracy(&t, json_object_get(json_object_get(metrics,
                                                               "alone"),
                                               keys[k]));
+        cell_privacy(&t, v);
         ff_ctl_table_cellf(&t, "%.12s", digest ? digest : "-");
     }
     if (json_array_size(list) == 0) {
@@ -472,6 +494,7 @@ show_text(const json_t *v, ff_error *err)
         st = ff_ctl_table_print(&t, stdout, "  ", err);
     ff_ctl_table_cleanup(&t);
 
+    kv_json("privacy", json_object_get(v, "privacy"));
     kv_json("metrics", json_object_get(v, "metrics"));
     kv_json("train config", json_object_get(v, "train_config"));
     kv_json("round config", json_object_get(v, "round_config"));
@@ -540,6 +563,21 @@ ff_ctl_audit(ff_ctl *ctl, ff_error *err)
     json_t *rows = NULL;
     long limit = FF_CTL_AUDIT_DEFAULT_LIMIT;
 
+    /* verify and export are subcommands; the listing takes filters. */
+    if (ctl->npos == 1 && strcmp(ctl->pos[0], "verify") == 0)
+        return ff_ctl_audit_verify(ctl, err);
+    if (ctl->npos == 1 && strcmp(ctl->pos[0], "export") == 0)
+        return ff_ctl_audit_export(ctl, err);
+    if (ctl->npos == 1)
+        return ff_error_set(err, FF_ERR_ARG,
+                            "unknown audit subcommand '%.40s' (verify or "
+                            "export)",
+                            ctl->pos[0]);
+    if (ctl->key != NULL || ctl->out != NULL)
+        return ff_error_set(err, FF_ERR_ARG, "%s belongs to audit %s",
+                            ctl->key ? "--key" : "--out",
+                            ctl->key ? "verify" : "export");
+
     ff_status st = FF_OK;
     if (ctl->limit != NULL)
         st = ff_ctl_parse_int(ctl->limit, "--limit", 0, 1000000000L, &limit,
@@ -547,7 +585,7 @@ ff_ctl_audit(ff_ctl *ctl, ff_error *err)
     if (st == FF_OK)
         st = ff_ctl_connect(ctl, &r, err);
     ff_audit_filter f = {ctl->site, ctl->action, ctl->since, ctl->until,
-                         limit};
+                         limit, ctl->actor, ctl->model, ctl->version};
     if (st == FF_OK)
         st = ff_registry_audit_query(r, &f, &rows, err);
     if (st != FF_OK)

@@ -3,8 +3,8 @@
  *
  *   fedfusectl [--db CONNINFO] [--json] COMMAND [ARGS...]
  *
- * Reads (and, for `migrate`, upgrades) the PostgreSQL registry; `privacy
- * plan` works out privacy budgets without one. Output is
+ * Reads (and, for `migrate` and `privacy budget`, writes) the PostgreSQL
+ * registry; `privacy plan` works out privacy budgets without one. Output is
  * an aligned table for people or, with --json, one JSON document for
  * scripts. Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 unknown
  * model or version.
@@ -23,7 +23,9 @@ enum {
     OPT_SINCE = 1u << 2,
     OPT_UNTIL = 1u << 3,
     OPT_LIMIT = 1u << 4,
-    OPT_PLAN = 1u << 5   /* the flags of privacy plan */
+    OPT_PLAN = 1u << 5,  /* the flags of privacy plan */
+    OPT_AUDIT = 1u << 6  /* audit's --actor, --model, --version, --key,
+                            --out */
 };
 
 typedef struct command {
@@ -45,19 +47,39 @@ static const command commands[] = {
     {"versions", 1, 1, 0, ff_ctl_versions, "versions MODEL",
      "Lists the versions of MODEL, oldest first: parent, round, creation\n"
      "time, contributing sites and examples, test accuracy (metrics.accuracy)\n"
-     "and accuracy per modality alone (metrics.alone.*), digest prefix.\n"},
+     "and accuracy per modality alone (metrics.alone.*), the version's\n"
+     "privacy: EPS(RECORD), the largest record-level epsilon of its sites,\n"
+     "and EPS(SITE), the model's site-level epsilon (\"inf\": recorded as\n"
+     "unbounded; \"-\": no privacy recorded), and the digest prefix.\n"},
     {"show", 2, 2, 0, ff_ctl_show, "show MODEL VERSION",
-     "Shows one version in full: lineage, round, contributions, training\n"
-     "config, metrics, BLAKE2b digest and artifact size.\n"},
-    {"audit", 0, 0, OPT_SITE | OPT_ACTION | OPT_SINCE | OPT_UNTIL | OPT_LIMIT,
+     "Shows one version in full: lineage, round, contributions, privacy,\n"
+     "metrics, training config, BLAKE2b digest and artifact size.\n"},
+    {"audit", 0, 1,
+     OPT_SITE | OPT_ACTION | OPT_SINCE | OPT_UNTIL | OPT_LIMIT | OPT_AUDIT,
      ff_ctl_audit,
-     "audit [--site S] [--action A|PREFIX*] [--since T] [--until T] "
-     "[--limit N]",
-     "Lists audit rows, oldest first. --action takes an exact action or a\n"
-     "prefix ending in '*' (quote it: 'round.*'). T is a time PostgreSQL\n"
-     "reads, UTC unless it names a zone ('2026-12-03 15:00', '2026-12-03T15:00\n"
-     "+01'); --since is inclusive, --until exclusive. --limit N keeps the\n"
-     "newest N rows (default 100; 0 for all).\n"},
+     "audit [--site S] [--actor A|PREFIX*] [--action A|PREFIX*] "
+     "[--model M] [--version V] [--since T] [--until T] [--limit N]\n"
+     "audit verify [--key HEX_PUBKEY]\n"
+     "audit export --out FILE [the filters of audit, without --limit]",
+     "Lists audit rows, oldest first. --actor and --action take an exact\n"
+     "value or a prefix ending in '*' (quote it: 'round.*', 'operator:*').\n"
+     "--model and --version match details.model and details.version. T is\n"
+     "a time PostgreSQL reads, UTC unless it names a zone ('2026-12-03\n"
+     "15:00', '2026-12-03T15:00+01'); --since is inclusive, --until\n"
+     "exclusive. --limit N keeps the newest N rows (default 100; 0 for all).\n"
+     "\n"
+     "audit verify: recomputes the audit hash chain row by row and checks\n"
+     "every signed head (its Ed25519 signature, and that its row still has\n"
+     "the signed hash). With --key, every head must be signed by that\n"
+     "public key (64 hex characters) and there must be at least one. Prints\n"
+     "\"audit chain verified: N rows, H signed heads, last row ID\", or names\n"
+     "the first row that does not verify and why, with exit code 1.\n"
+     "\n"
+     "audit export --out FILE: writes the matching rows as JSON Lines, one\n"
+     "row per line with prev_hash and row_hash in hex and details_text, the\n"
+     "exact text that was hashed; atomically (a temporary file beside FILE,\n"
+     "renamed into place). FILE may be new or a regular file; anything else\n"
+     "(a symbolic link, a directory, a FIFO) is refused, never followed.\n"},
     {"export", 3, 3, 0, ff_ctl_export, "export MODEL VERSION FILE",
      "Writes the artifact of MODEL VERSION to FILE atomically (a temporary\n"
      "file in the same folder, renamed into place), after checking that the\n"
@@ -66,16 +88,18 @@ static const command commands[] = {
     {"migrate", 0, 0, 0, ff_ctl_migrate, "migrate",
      "Applies the schema migrations the database lacks and prints the\n"
      "schema version. Safe to run concurrently and repeatedly.\n"},
-    {"privacy", 0, 1, OPT_PLAN, ff_ctl_privacy,
+    {"privacy", 0, 2, OPT_PLAN, ff_ctl_privacy,
      "privacy plan --sampling-rate Q (--noise-multiplier Z | --epsilon E) "
-     "--steps T --delta D",
-     "Privacy budget of T steps of the Poisson-subsampled Gaussian (DP-SGD,\n"
-     "DP-FedAvg with central noise) by Renyi-DP accounting; needs no\n"
-     "database. With --noise-multiplier Z it prints epsilon at --delta D by\n"
-     "the tight conversion (Balle et al. 2020), the old one (Mironov 2017)\n"
-     "beside it, and the order that gave each. With --epsilon E it prints the\n"
-     "noise multiplier that reaches E by the tight conversion (rounded up to\n"
-     "7 digits) and the epsilon it gives.\n"
+     "--steps T --delta D\n"
+     "privacy [ledger] MODEL\n"
+     "privacy budget MODEL --epsilon E --delta D",
+     "privacy plan: the privacy budget of T steps of the Poisson-subsampled\n"
+     "Gaussian (DP-SGD, DP-FedAvg with central noise) by Renyi-DP\n"
+     "accounting; needs no database. With --noise-multiplier Z it prints\n"
+     "epsilon at --delta D by the tight conversion (Balle et al. 2020), the\n"
+     "old one (Mironov 2017) beside it, and the order that gave each. With\n"
+     "--epsilon E it prints the noise multiplier that reaches E by the tight\n"
+     "conversion (rounded up to 7 digits) and the epsilon it gives.\n"
      "  --sampling-rate Q     Poisson sampling rate in [0, 1] (batch/records)\n"
      "  --noise-multiplier Z  noise std / L2 clip, > 0\n"
      "  --epsilon E           target epsilon, > 0 (instead of Z)\n"
@@ -84,10 +108,41 @@ static const command commands[] = {
      "  --order-grid G        Renyi orders: default (dp_accounting, 156),\n"
      "                        dpsgd (TF-Privacy compute_dp_sgd_privacy, 72)\n"
      "                        or ddgauss (2..128, 256)\n"
-     "Exit code 1 when no noise multiplier reaches E on the grid.\n"},
+     "Exit code 1 when no noise multiplier reaches E on the grid.\n"
+     "\n"
+     "privacy [ledger] MODEL: the model's site-level budget, then its\n"
+     "privacy ledger, oldest first: one row per round and site that spent\n"
+     "or refused (record level, as the site reported it) and one per round\n"
+     "for the model itself, SITE \"(model)\" (site level, as the coordinator\n"
+     "accounted it). Columns: round, site, status (spent, refused),\n"
+     "mechanism (dp-sgd, central-gaussian, ddgauss, none), cumulative\n"
+     "epsilon (\"inf\": unbounded, no DP), delta, noise multiplier, clip,\n"
+     "sampling rate q, steps, the epsilon budget in force (\"none\"), and\n"
+     "the reason of a refusal. 'ledger' is needed only for a model named\n"
+     "plan, budget or ledger. Exit code 3 for an unknown model.\n"
+     "\n"
+     "privacy budget MODEL --epsilon E --delta D: sets the model's\n"
+     "site-level budget (E > 0 finite, D in (0, 1)); the coordinator reads\n"
+     "it before each round and refuses a round that would exceed it.\n"
+     "Audited as privacy.budget_set by operator:USER (the OS user).\n"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* Prints a synopsis, one line per form: the first after `first`, the
+ * others after `next`. */
+static void
+print_synopsis(FILE *out, const char *first, const char *next,
+               const char *synopsis)
+{
+    for (const char *p = synopsis; *p != '\0';) {
+        size_t n = strcspn(p, "\n");
+        fprintf(out, "%s%.*s\n", p == synopsis ? first : next, (int)n, p);
+        p += n;
+        if (*p == '\n')
+            p++;
+    }
+}
 
 static void
 print_usage(FILE *out)
@@ -96,7 +151,7 @@ print_usage(FILE *out)
             "usage: fedfusectl [--db CONNINFO] [--json] COMMAND [ARGS...]\n"
             "\n"
             "Reads the fedfuse registry in PostgreSQL (privacy plan needs\n"
-            "no database).\n"
+            "no database; migrate and privacy budget write to it).\n"
             "\n"
             "options:\n"
             "  --db CONNINFO  libpq conninfo or URI of the registry (default:\n"
@@ -107,7 +162,7 @@ print_usage(FILE *out)
             "\n"
             "commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(out, "  %s\n", commands[i].synopsis);
+        print_synopsis(out, "  ", "  ", commands[i].synopsis);
     fprintf(out, "\nexit codes: 0 ok, 1 runtime error, 2 usage error, "
                  "3 unknown model or version\n");
 }
@@ -115,8 +170,10 @@ print_usage(FILE *out)
 static void
 print_command_help(const command *c)
 {
-    printf("usage: fedfusectl [--db CONNINFO] [--json] %s\n\n%s", c->synopsis,
-           c->help);
+    print_synopsis(stdout, "usage: fedfusectl [--db CONNINFO] [--json] ",
+                   "       fedfusectl [--db CONNINFO] [--json] ",
+                   c->synopsis);
+    printf("\n%s", c->help);
 }
 
 static const command *
@@ -164,6 +221,11 @@ option_slot(ff_ctl *ctl, const command *c, const char *name)
         {"--since", OPT_SINCE, offsetof(ff_ctl, since)},
         {"--until", OPT_UNTIL, offsetof(ff_ctl, until)},
         {"--limit", OPT_LIMIT, offsetof(ff_ctl, limit)},
+        {"--actor", OPT_AUDIT, offsetof(ff_ctl, actor)},
+        {"--model", OPT_AUDIT, offsetof(ff_ctl, model)},
+        {"--version", OPT_AUDIT, offsetof(ff_ctl, version)},
+        {"--key", OPT_AUDIT, offsetof(ff_ctl, key)},
+        {"--out", OPT_AUDIT, offsetof(ff_ctl, out)},
         {"--sampling-rate", OPT_PLAN, offsetof(ff_ctl, sampling_rate)},
         {"--noise-multiplier", OPT_PLAN, offsetof(ff_ctl, noise_multiplier)},
         {"--epsilon", OPT_PLAN, offsetof(ff_ctl, epsilon)},

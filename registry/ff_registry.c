@@ -147,6 +147,10 @@ migration_apply(ff_registry *r, const ff_migration *m, ff_error *err)
         return st;
     for (size_t i = 0; st == FF_OK && m->statements[i] != NULL; i++)
         st = ff_pq_command(r, m->statements[i], NULL, err);
+    if (st == FF_OK && m->step != NULL)
+        st = m->step(r, err);
+    for (size_t i = 0; st == FF_OK && m->after && m->after[i] != NULL; i++)
+        st = ff_pq_command(r, m->after[i], NULL, err);
 
     ff_pq_args_init(&a);
     ff_pq_arg_int(&a, m->version);
@@ -167,9 +171,9 @@ migration_apply(ff_registry *r, const ff_migration *m, ff_error *err)
 }
 
 /* With the advisory lock held: the bookkeeping table, then every
- * migration newer than the database. */
+ * migration newer than the database up to version `target`. */
 static ff_status
-migrate_locked(ff_registry *r, int *version, ff_error *err)
+migrate_locked(ff_registry *r, int target, int *version, ff_error *err)
 {
     size_t n;
     const ff_migration *m = ff_registry_migrations(&n);
@@ -193,7 +197,7 @@ migrate_locked(ff_registry *r, int *version, ff_error *err)
                             current, m[n - 1].version);
 
     for (size_t i = 0; i < n; i++) {
-        if (m[i].version <= current)
+        if (m[i].version <= current || m[i].version > target)
             continue;
         st = migration_apply(r, &m[i], err);
         if (st != FF_OK)
@@ -206,6 +210,16 @@ migrate_locked(ff_registry *r, int *version, ff_error *err)
 
 ff_status
 ff_registry_migrate(ff_registry *r, int *version, ff_error *err)
+{
+    size_t n;
+    const ff_migration *m = ff_registry_migrations(&n);
+
+    return ff_registry_migrate_to(r, m[n - 1].version, version, err);
+}
+
+ff_status
+ff_registry_migrate_to(ff_registry *r, int target, int *version,
+                       ff_error *err)
 {
     ff_pq_args a;
     int v = 0;
@@ -222,7 +236,7 @@ ff_registry_migrate(ff_registry *r, int *version, ff_error *err)
     st = ff_pq_query(r, "SELECT pg_advisory_lock($1::bigint)", &a, 0,
                      PGRES_TUPLES_OK, NULL, err);
     if (st == FF_OK) {
-        st = migrate_locked(r, &v, err);
+        st = migrate_locked(r, target, &v, err);
         ff_error ignored = {0};
         if (ff_pq_query(r, "SELECT pg_advisory_unlock($1::bigint)", &a, 0,
                         PGRES_TUPLES_OK, NULL, &ignored) != FF_OK)

@@ -55,7 +55,13 @@ void ff_registry_digest(const uint8_t *data, size_t len, char hex[65]);
 
 /* Appends an audit row. actor: who acted ("coordinator", "site:NAME",
  * "operator:NAME"); site may be NULL; details is a JSON object (borrowed,
- * may be NULL). Errors: FF_ERR_DB. */
+ * may be NULL). The row joins the hash chain (docs/registry.md, "The
+ * audit chain"): in its own transaction it takes the chain's advisory
+ * lock, gets id = head + 1 and prev_hash = the head's row_hash, and
+ * stores its row_hash. Every audit row the registry writes, here or
+ * inside another transaction, goes through the same internal append.
+ * Errors: FF_ERR_DB, FF_ERR_ARG (no actor or action, invalid UTF-8).
+ * Thread-safe. */
 FF_MUST_USE ff_status ff_registry_audit(ff_registry *r, const char *actor,
                                         const char *action, const char *site,
                                         json_t *details, ff_error *err);
@@ -153,6 +159,14 @@ typedef struct ff_version_new {
     const uint8_t *artifact;
     size_t artifact_len;
     const char *digest_hex;     /* BLAKE2b-256 of artifact, 64 hex chars */
+    json_t *privacy;            /* may be NULL (stored as NULL), else an
+                                   object (FF_ERR_ARG otherwise), stored
+                                   as is: {"record_epsilon" (largest
+                                   cumulative record-level epsilon of the
+                                   contributing sites, or null),
+                                   "site_epsilon" (the model's site-level
+                                   epsilon, or null when unbounded),
+                                   "delta", "site_mechanism", ...} */
 } ff_version_new;
 
 /* Checks digest_hex against the artifact, then in one transaction: locks
@@ -169,6 +183,78 @@ typedef struct ff_version_new {
 FF_MUST_USE ff_status ff_registry_version_publish(ff_registry *r,
                                                   const ff_version_new *v,
                                                   int *version, ff_error *err);
+
+/* --- the privacy ledger and budgets (docs/privacy-accounting.md) --- */
+
+/* One ledger entry: what one round spent, or refused to spend, for one
+ * site (record level, as the site reported it) or for the model itself
+ * (site level, as the coordinator accounted it). Pointers borrowed. */
+typedef struct ff_ledger_entry {
+    const char *model;
+    int round;                  /* >= 1 */
+    const char *site;           /* NULL: the model's own entry */
+    const char *status;         /* "spent" or "refused" */
+    const char *mechanism;      /* "dp-sgd", "central-gaussian",
+                                   "ddgauss" or "none" */
+    double epsilon;             /* cumulative after this round (for a
+                                   refusal: what the round would have
+                                   brought); INFINITY = unbounded */
+    double delta;
+    double noise_multiplier;    /* NAN when not applicable */
+    double clip;
+    double sampling_rate;
+    int64_t steps;              /* compositions in this round */
+    double budget;              /* epsilon budget in force; INFINITY: none */
+    const char *reason;         /* for a refusal; may be NULL */
+    json_t *params;             /* may be NULL: mechanism details that let
+                                   the coordinator recompute its accountant
+                                   after a restart */
+} ff_ledger_entry;
+
+/* Appends e and, in the same transaction, audits "privacy.spent" or
+ * "privacy.refused" (actor "coordinator", the site when set; details:
+ * model, round, mechanism, epsilon, delta, budget, steps, reason).
+ * Infinite epsilon and budget are stored as NULL, as are NAN noise
+ * multiplier, clip and sampling rate. Checked before anything is written:
+ * names (FF_REGISTRY_MAX_NAME; site NULL or non-empty), round >= 1,
+ * status, mechanism, epsilon and budget >= 0 or INFINITY, delta in
+ * [0, 1], steps >= 0, noise multiplier and clip NAN or finite >= 0,
+ * sampling rate NAN or in [0, 1], params NULL or an object.
+ * Errors: FF_ERR_ARG (naming the field), FF_ERR_NOT_FOUND (model not
+ * created), FF_ERR_DB. On any error nothing is written. Thread-safe. */
+FF_MUST_USE ff_status ff_registry_ledger_add(ff_registry *r,
+                                             const ff_ledger_entry *e,
+                                             ff_error *err);
+
+/* The ledger of model, oldest first: {"model", "budget": {"epsilon",
+ * "delta", "set_by", "set_at"} or null, "entries": [{"round", "site"
+ * (null for the model), "status", "mechanism", "epsilon" (null =
+ * unbounded), "delta", "noise_multiplier" (null: not applicable),
+ * "clip", "sampling_rate", "steps", "budget" (null: none), "reason",
+ * "params", "at"}]}. Numbers read back as the doubles written (a whole
+ * number may come back as a JSON integer: read with json_number_value).
+ * *out is new, caller decrefs. Errors: FF_ERR_DB, FF_ERR_NOT_FOUND (no
+ * such model). */
+FF_MUST_USE ff_status ff_registry_ledger(ff_registry *r, const char *model,
+                                         json_t **out, ff_error *err);
+
+/* Sets (or replaces) the model's site-level budget (epsilon > 0 finite,
+ * delta in (0, 1)) and, in the same transaction, audits
+ * "privacy.budget_set" by actor (non-empty; details: model, epsilon,
+ * delta, "previous" budget or null). Errors: FF_ERR_ARG, FF_ERR_NOT_FOUND
+ * (no such model), FF_ERR_DB; nothing written on error. */
+FF_MUST_USE ff_status ff_registry_budget_set(ff_registry *r,
+                                             const char *model,
+                                             double epsilon, double delta,
+                                             const char *actor,
+                                             ff_error *err);
+
+/* The model's budget: *found = 0 when none is set or the model does not
+ * exist (epsilon, delta then untouched). Errors: FF_ERR_DB. */
+FF_MUST_USE ff_status ff_registry_budget_get(ff_registry *r,
+                                             const char *model,
+                                             double *epsilon, double *delta,
+                                             int *found, ff_error *err);
 
 /* The latest version of model: its number, round (0 for none) and
  * artifact (malloc'd, caller frees). *version = 0 and *artifact = NULL
@@ -204,8 +290,9 @@ FF_MUST_USE ff_status ff_registry_models(ff_registry *r, json_t **out,
 
 /* Versions of model, oldest first: [{"version", "parent", "round",
  * "created_at", "digest", "artifact_len", "train_config", "metrics",
- * "sites", "examples", "contributions": [{"site", "examples"}]}...].
- * parent and round are null when absent. FF_ERR_NOT_FOUND: no such
+ * "privacy", "sites", "examples", "contributions": [{"site",
+ * "examples"}]}...]. parent and round are null when absent, privacy
+ * when the version was published without one. FF_ERR_NOT_FOUND: no such
  * model. */
 FF_MUST_USE ff_status ff_registry_versions(ff_registry *r, const char *model,
                                            json_t **out, ff_error *err);
@@ -238,6 +325,9 @@ typedef struct ff_audit_filter {
     const char *since;
     const char *until;
     long limit;           /* <= 0: no limit; else the newest `limit` */
+    const char *actor;    /* exact, or a prefix ending in '*' */
+    const char *model;    /* details->>'model', exact */
+    const char *version;  /* details->>'version', exact ("3") */
 } ff_audit_filter;
 
 /* Audit rows matching f, oldest first: [{"id","time","actor","action",
@@ -245,5 +335,112 @@ typedef struct ff_audit_filter {
 FF_MUST_USE ff_status ff_registry_audit_query(ff_registry *r,
                                               const ff_audit_filter *f,
                                               json_t **out, ff_error *err);
+
+/* --- the audit chain (docs/registry.md, "The audit chain") --- */
+
+/* Bytes of a row hash (BLAKE2b-256), an Ed25519 public key and
+ * signature. */
+#define FF_AUDIT_HASH_BYTES 32
+#define FF_AUDIT_KEY_BYTES 32
+#define FF_AUDIT_SIG_BYTES 64
+
+/* Domain tags: the first field of a row's canonical encoding, and the
+ * prefix of a signed head's message. */
+#define FF_AUDIT_ROW_TAG "fedfuse-audit-row-v1"
+#define FF_AUDIT_HEAD_TAG "fedfuse-audit-head-v1"
+
+/* Computes a row's hash: BLAKE2b-256 of prev (32 bytes) followed by the
+ * canonical encoding F(FF_AUDIT_ROW_TAG) F(id in decimal) F(at) F(actor)
+ * F(action) F(site) F(details), where F(s) is the byte length of s as
+ * 8 bytes big-endian followed by the bytes of s, and F(NULL) is eight
+ * 0xff bytes. at is the canonical time "YYYY-MM-DDTHH:MM:SS.uuuuuuZ"
+ * (UTC, microseconds); details the canonical JSON text (PostgreSQL's
+ * jsonb output). site may be NULL; the rest are NUL-terminated. Cannot
+ * fail; thread-safe. */
+void ff_registry_audit_row_hash(const uint8_t prev[FF_AUDIT_HASH_BYTES],
+                                int64_t id, const char *at,
+                                const char *actor, const char *action,
+                                const char *site, const char *details,
+                                uint8_t out[FF_AUDIT_HASH_BYTES]);
+
+/* Writes a signed head's message into msg: FF_AUDIT_HEAD_TAG (21 bytes,
+ * no NUL), audit_id as 8 bytes big-endian, row_hash (32 bytes): 61
+ * bytes, returned. Cannot fail. */
+#define FF_AUDIT_HEAD_MSG_BYTES (sizeof(FF_AUDIT_HEAD_TAG) - 1 + 8 + 32)
+size_t ff_registry_audit_head_message(
+    int64_t audit_id, const uint8_t row_hash[FF_AUDIT_HASH_BYTES],
+    uint8_t msg[FF_AUDIT_HEAD_MSG_BYTES]);
+
+/* One audit row as stored, for ff_registry_audit_scan. Every pointer is
+ * borrowed and valid only during the callback. */
+typedef struct ff_audit_row {
+    int64_t id;
+    const char *at;          /* canonical time, see above */
+    const char *actor;
+    const char *action;
+    const char *site;        /* NULL when none */
+    const char *details;     /* canonical JSON text */
+    const uint8_t *prev_hash;
+    size_t prev_len;         /* 32 unless the database was tampered with */
+    const uint8_t *row_hash;
+    size_t row_len;
+} ff_audit_row;
+
+/* Called once per row, oldest first; a status other than FF_OK stops
+ * the scan and is returned by it. The callback may use the registry. */
+typedef ff_status (*ff_audit_row_fn)(const ff_audit_row *row, void *arg);
+
+/* Streams the rows matching f (limit ignored) with id >= from_id,
+ * oldest first, in pages of FF_AUDIT_PAGE_ROWS: memory stays bounded
+ * whatever the log's size. The connection lock is taken per page, not
+ * across callbacks. Needs schema 4. Errors: FF_ERR_DB, FF_ERR_ARG (bad
+ * time), FF_ERR_NOMEM, or the callback's status. Thread-safe. */
+#define FF_AUDIT_PAGE_ROWS 500
+FF_MUST_USE ff_status ff_registry_audit_scan(ff_registry *r,
+                                             const ff_audit_filter *f,
+                                             int64_t from_id,
+                                             ff_audit_row_fn fn, void *arg,
+                                             ff_error *err);
+
+/* What ff_registry_audit_verify found. */
+typedef struct ff_audit_verdict {
+    int ok;                  /* 1: every row and head verified */
+    int64_t rows;            /* rows checked (all of them when ok) */
+    int64_t heads;           /* signed heads checked */
+    int64_t last_id;         /* id of the last row, 0 when empty */
+    int64_t last_signed_id;  /* newest row a verified head covers, 0 none */
+    int64_t gaps;            /* id gaps across which the chain links:
+                                ids rolled back before migration 4 */
+    int64_t bad_id;          /* the first row that failed, 0 when ok */
+    char reason[320];        /* why, e.g. "row 57: row_hash does not match
+                                its contents (edited?)"; "" when ok */
+} ff_audit_verdict;
+
+/* Recomputes the whole chain (streamed, bounded memory): each row's
+ * prev_hash must be the previous row's row_hash (32 zero bytes for the
+ * first row) and its row_hash must recompute from prev_hash and its
+ * contents. Then checks every signed head in audit_head: its Ed25519
+ * signature over ff_registry_audit_head_message, its row exists and has
+ * the signed row_hash, and, when key (32 bytes) is not NULL, that key
+ * signed it; with key, at least one head must exist. Stops at the first
+ * failure, which *v names. Returns FF_OK whether or not the chain
+ * verified (read v->ok). Errors: FF_ERR_DB, FF_ERR_NOMEM. Thread-safe. */
+FF_MUST_USE ff_status ff_registry_audit_verify(ff_registry *r,
+                                               const uint8_t *key,
+                                               ff_audit_verdict *v,
+                                               ff_error *err);
+
+/* Signs the chain's current head with the Ed25519 secret key sk
+ * (libsodium's 64-byte form; its public half is stored as signer_key)
+ * and stores it in audit_head. First checks the chain from the newest
+ * head this key signed (or from the start when none) up to the head it
+ * signs, so a signature never vouches for rows that do not verify.
+ * Signing again with nothing appended since is a no-op. sk is borrowed
+ * and never copied. Meant to be called periodically by the coordinator.
+ * Errors: FF_ERR_NOT_FOUND (the log is empty), FF_ERR_DIGEST (the chain
+ * or this key's previous head does not verify; the message names the
+ * row), FF_ERR_DB, FF_ERR_NOMEM. Thread-safe. */
+FF_MUST_USE ff_status ff_registry_audit_sign_head(
+    ff_registry *r, const uint8_t sk[64], ff_error *err);
 
 #endif

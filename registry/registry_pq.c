@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -61,6 +62,17 @@ ff_pq_arg_int(ff_pq_args *a, int64_t v)
     if (i < 0)
         return;
     snprintf(a->numbers[i], sizeof(a->numbers[i]), "%lld", (long long)v);
+    a->values[i] = a->numbers[i];
+}
+
+void
+ff_pq_arg_double(ff_pq_args *a, double v)
+{
+    int i = args_next(a);
+
+    if (i < 0 || !isfinite(v))
+        return;
+    snprintf(a->numbers[i], sizeof(a->numbers[i]), "%.17g", v);
     a->values[i] = a->numbers[i];
 }
 
@@ -491,28 +503,20 @@ ff_pq_end(ff_registry *r, ff_status st, ff_error *err)
 }
 
 ff_status
-ff_pq_audit(ff_registry *r, const char *actor, const char *action,
-            const char *site, const json_t *details, ff_error *err)
+ff_pq_model_exists(ff_registry *r, const char *model, ff_error *err)
 {
     ff_pq_args a;
+    int64_t one = 0;
+    int found = 0;
 
-    if (actor == NULL || action == NULL || action[0] == '\0')
-        return ff_error_set(err, FF_ERR_ARG,
-                            "audit: actor and action are required");
     ff_pq_args_init(&a);
-    ff_pq_arg_text(&a, actor);
-    ff_pq_arg_text(&a, action);
-    ff_pq_arg_text(&a, site);
-    ff_pq_arg_json(&a, details);
-    ff_status st = ff_pq_command(
-        r,
-        "INSERT INTO audit (actor, action, site, details) "
-        "VALUES ($1, $2, $3, coalesce($4::jsonb, '{}'::jsonb))",
-        &a, err);
+    ff_pq_arg_text(&a, model);
+    ff_status st = ff_pq_fetch_int(r, "SELECT 1 FROM models WHERE name = $1",
+                                   &a, &one, &found, err);
     ff_pq_args_cleanup(&a);
-    if (st != FF_OK)
-        return ff_error_wrap(err, st, "writing audit row %s", action);
-    return FF_OK;
+    if (st == FF_OK && !found)
+        return ff_error_set(err, FF_ERR_NOT_FOUND, "no such model");
+    return st;
 }
 
 ff_status

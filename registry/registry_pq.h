@@ -25,10 +25,12 @@ struct ff_registry {
     char *claimed;          /* model claimed by ff_registry_model_claim
                                (malloc'd), NULL when none */
     int claim_held;         /* 1 while this session holds its lock */
+    int audit_chained;      /* 1 once the audit table is known to have
+                               its hash columns (schema >= 4) */
 };
 
 /* Most parameters one query takes. */
-#define FF_PQ_MAX_ARGS 12
+#define FF_PQ_MAX_ARGS 16
 
 /*
  * Parameters of one query. Text values are borrowed; numbers and JSON are
@@ -43,7 +45,7 @@ typedef struct ff_pq_args {
     int lengths[FF_PQ_MAX_ARGS];
     int formats[FF_PQ_MAX_ARGS];
     Oid types[FF_PQ_MAX_ARGS];
-    char numbers[FF_PQ_MAX_ARGS][24];
+    char numbers[FF_PQ_MAX_ARGS][32];
     char *owned[FF_PQ_MAX_ARGS];
 } ff_pq_args;
 
@@ -59,6 +61,12 @@ void ff_pq_arg_text(ff_pq_args *a, const char *s);
 
 /* Appends an integer parameter, sent as text. */
 void ff_pq_arg_int(ff_pq_args *a, int64_t v);
+
+/* Appends a double parameter, sent as text with 17 significant digits
+ * (it reads back as the same double; cast it with ::float8 in the SQL).
+ * NaN and the infinities are sent as SQL NULL: callers map "unbounded"
+ * and "not applicable" to NULL on purpose and reject the rest first. */
+void ff_pq_arg_double(ff_pq_args *a, double v);
 
 /* Appends a JSON parameter rendered compactly (cast it with ::jsonb in the
  * SQL); NULL is SQL NULL. */
@@ -145,12 +153,24 @@ FF_MUST_USE ff_status ff_pq_end(ff_registry *r, ff_status st,
                                 ff_error *err);
 
 /*
- * Appends an audit row inside the caller's lock (and transaction, if
- * any). Same arguments as ff_registry_audit. Errors: as ff_pq_query.
+ * Appends an audit row to the hash chain (registry_audit.c), the one
+ * path every audit row takes. Caller holds the lock and a transaction
+ * (FF_ERR_INTERNAL otherwise): the chain's advisory lock is taken here
+ * and held until that transaction ends, so the append must be the
+ * transaction's last write (or followed only by more appends), and the
+ * transaction should end promptly. On a database older than schema 4
+ * the row is written without hashes; migration 4 chains it. Same
+ * arguments as ff_registry_audit. Errors: as ff_pq_query.
  */
 FF_MUST_USE ff_status ff_pq_audit(ff_registry *r, const char *actor,
                                   const char *action, const char *site,
                                   const json_t *details, ff_error *err);
+
+/* FF_OK when model exists, FF_ERR_NOT_FOUND ("no such model")
+ * otherwise. Caller holds the lock (and may hold a
+ * transaction). Errors: as ff_pq_query. */
+FF_MUST_USE ff_status ff_pq_model_exists(ff_registry *r, const char *model,
+                                         ff_error *err);
 
 /* Checks a model or site name: present, at most FF_REGISTRY_MAX_NAME
  * bytes. `what` names the argument in the message. Errors: FF_ERR_ARG. */

@@ -225,7 +225,7 @@ ff_registry_models(ff_registry *r, json_t **out, ff_error *err)
     "json_build_object('version', v.number, 'parent', v.parent,"          \
     "  'round', v.round, 'created_at', v.created_at, 'digest', v.digest," \
     "  'artifact_len', v.artifact_len, 'train_config', v.train_config,"   \
-    "  'metrics', v.metrics,"                                             \
+    "  'metrics', v.metrics, 'privacy', v.privacy,"                       \
     "  'sites', (SELECT count(*) FROM contributions c"                    \
     "    WHERE c.model = v.model AND c.version = v.number),"              \
     "  'examples', (SELECT coalesce(sum(c.examples), 0)"                  \
@@ -235,25 +235,6 @@ ff_registry_models(ff_registry *r, json_t **out, ff_error *err)
     "    'site', c.site, 'examples', c.examples) ORDER BY c.site),"       \
     "    '[]'::json) FROM contributions c"                                \
     "    WHERE c.model = v.model AND c.version = v.number))"
-
-/* FF_OK when model exists, FF_ERR_NOT_FOUND otherwise. Caller holds the
- * lock. */
-static ff_status
-model_exists(ff_registry *r, const char *model, ff_error *err)
-{
-    ff_pq_args a;
-    int64_t one = 0;
-    int found = 0;
-
-    ff_pq_args_init(&a);
-    ff_pq_arg_text(&a, model);
-    ff_status st = ff_pq_fetch_int(r, "SELECT 1 FROM models WHERE name = $1",
-                                   &a, &one, &found, err);
-    ff_pq_args_cleanup(&a);
-    if (st == FF_OK && !found)
-        return ff_error_set(err, FF_ERR_NOT_FOUND, "no such model");
-    return st;
-}
 
 ff_status
 ff_registry_versions(ff_registry *r, const char *model, json_t **out,
@@ -266,7 +247,7 @@ ff_registry_versions(ff_registry *r, const char *model, json_t **out,
     ff_pq_arg_text(&a, model);
     ff_status st = ff_pq_lock(r, err);
     if (st == FF_OK)
-        st = model_exists(r, model, err);
+        st = ff_pq_model_exists(r, model, err);
     if (st == FF_OK)
         st = ff_pq_fetch_json(r,
                               "SELECT coalesce(json_agg(" FF_VERSION_JSON
@@ -296,7 +277,7 @@ ff_registry_version_show(ff_registry *r, const char *model, int version,
      * array (empty when the version does not exist). */
     ff_status st = ff_pq_lock(r, err);
     if (st == FF_OK)
-        st = model_exists(r, model, err);
+        st = ff_pq_model_exists(r, model, err);
     if (st == FF_OK)
         st = ff_pq_fetch_json(
             r,
@@ -322,59 +303,5 @@ ff_registry_version_show(ff_registry *r, const char *model, int version,
     }
     *out = json_incref(json_array_get(rows, 0));
     json_decref(rows);
-    return FF_OK;
-}
-
-ff_status
-ff_registry_audit_query(ff_registry *r, const ff_audit_filter *f,
-                        json_t **out, ff_error *err)
-{
-    ff_pq_args a;
-    char *prefix = NULL;
-
-    /* "round.*" is a prefix match on "round."; anything else exact. */
-    *out = NULL;
-    const char *action = f->action;
-    size_t alen = action ? strlen(action) : 0;
-    if (alen > 0 && action[alen - 1] == '*') {
-        prefix = strndup(action, alen - 1);
-        if (prefix == NULL)
-            return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
-        action = NULL;
-    }
-
-    ff_pq_args_init(&a);
-    ff_pq_arg_text(&a, f->site);
-    ff_pq_arg_text(&a, action);
-    ff_pq_arg_text(&a, prefix);
-    ff_pq_arg_text(&a, f->since);
-    ff_pq_arg_text(&a, f->until);
-    if (f->limit > 0)
-        ff_pq_arg_int(&a, f->limit);
-    else
-        ff_pq_arg_text(&a, NULL);
-
-    /* With a limit, the newest rows win; they are returned oldest first. */
-    ff_status st = ff_pq_lock(r, err);
-    if (st == FF_OK)
-        st = ff_pq_fetch_json(
-            r,
-            "SELECT coalesce(json_agg(json_build_object('id', x.id, "
-            "  'time', x.at, 'actor', x.actor, 'action', x.action, "
-            "  'site', x.site, 'details', x.details) ORDER BY x.id), "
-            "  '[]'::json) "
-            "FROM (SELECT * FROM audit "
-            "  WHERE ($1::text IS NULL OR site = $1) "
-            "  AND ($2::text IS NULL OR action = $2) "
-            "  AND ($3::text IS NULL OR starts_with(action, $3)) "
-            "  AND ($4::timestamptz IS NULL OR at >= $4) "
-            "  AND ($5::timestamptz IS NULL OR at < $5) "
-            "  ORDER BY id DESC LIMIT $6::bigint) x",
-            &a, out, err);
-    ff_pq_unlock(r);
-    ff_pq_args_cleanup(&a);
-    free(prefix);
-    if (st != FF_OK)
-        return ff_error_wrap(err, st, "querying the audit log");
     return FF_OK;
 }

@@ -89,9 +89,107 @@ static const char *const m2_audit_indexes[] = {
     NULL,
 };
 
+/* 3: the privacy ledger, the model budgets, and each version's privacy
+ * summary. Existing rows stay: the new column is NULL for versions
+ * published before (no privacy recorded). NULL epsilon or budget means
+ * unbounded / none; the checks keep NaN and infinities out (in
+ * PostgreSQL NaN sorts above 'Infinity', so "< 'Infinity'" excludes
+ * both). */
+static const char *const m3_privacy[] = {
+    "ALTER TABLE versions ADD COLUMN privacy jsonb",
+
+    "CREATE TABLE privacy_ledger ("
+    "  id bigserial PRIMARY KEY,"
+    "  model text NOT NULL REFERENCES models (name),"
+    "  round integer NOT NULL CHECK (round > 0),"
+    "  site text,"
+    "  status text NOT NULL CHECK (status IN ('spent', 'refused')),"
+    "  mechanism text NOT NULL CHECK (mechanism IN"
+    "    ('dp-sgd', 'central-gaussian', 'ddgauss', 'none')),"
+    "  epsilon double precision"
+    "    CHECK (epsilon >= 0 AND epsilon < 'Infinity'),"
+    "  delta double precision NOT NULL CHECK (delta >= 0 AND delta <= 1),"
+    "  noise_multiplier double precision"
+    "    CHECK (noise_multiplier >= 0 AND noise_multiplier < 'Infinity'),"
+    "  clip double precision CHECK (clip >= 0 AND clip < 'Infinity'),"
+    "  sampling_rate double precision"
+    "    CHECK (sampling_rate >= 0 AND sampling_rate <= 1),"
+    "  steps bigint NOT NULL CHECK (steps >= 0),"
+    "  budget double precision"
+    "    CHECK (budget >= 0 AND budget < 'Infinity'),"
+    "  reason text,"
+    "  params jsonb,"
+    "  at timestamptz NOT NULL DEFAULT now())",
+
+    "CREATE INDEX privacy_ledger_model ON privacy_ledger (model, id)",
+
+    "CREATE TABLE model_budget ("
+    "  model text PRIMARY KEY REFERENCES models (name),"
+    "  epsilon double precision NOT NULL"
+    "    CHECK (epsilon > 0 AND epsilon < 'Infinity'),"
+    "  delta double precision NOT NULL CHECK (delta > 0 AND delta < 1),"
+    "  set_by text NOT NULL,"
+    "  set_at timestamptz NOT NULL DEFAULT now())",
+    NULL,
+};
+
+/* 4: the audit hash chain and signed heads (docs/registry.md, "The
+ * audit chain"). Ids are assigned by the appender (head + 1 under the
+ * chain's advisory lock), so the sequence goes. The C step chains the
+ * rows already there; then the hashes become mandatory and both tables
+ * append-only: a statement trigger refuses UPDATE, DELETE and TRUNCATE
+ * for every role (a superuser or the owner can still disable it, which
+ * is what the chain is for). */
+static const char *const m4_audit_chain[] = {
+    "ALTER TABLE audit ADD COLUMN prev_hash bytea, "
+    "ADD COLUMN row_hash bytea",
+
+    "ALTER TABLE audit ALTER COLUMN id DROP DEFAULT",
+
+    "DROP SEQUENCE IF EXISTS audit_id_seq",
+
+    "CREATE TABLE audit_head ("
+    "  id bigserial PRIMARY KEY,"
+    "  audit_id bigint NOT NULL,"
+    "  row_hash bytea NOT NULL CHECK (octet_length(row_hash) = 32),"
+    "  signature bytea NOT NULL CHECK (octet_length(signature) = 64),"
+    "  signer_key bytea NOT NULL CHECK (octet_length(signer_key) = 32),"
+    "  at timestamptz NOT NULL DEFAULT clock_timestamp())",
+
+    "CREATE INDEX audit_head_signer ON audit_head (signer_key, id)",
+    NULL,
+};
+
+static const char *const m4_audit_chain_after[] = {
+    "ALTER TABLE audit ALTER COLUMN prev_hash SET NOT NULL, "
+    "ALTER COLUMN row_hash SET NOT NULL, "
+    "ADD CONSTRAINT audit_hash_sizes CHECK "
+    "(octet_length(prev_hash) = 32 AND octet_length(row_hash) = 32)",
+
+    "CREATE FUNCTION fedfuse_append_only() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN "
+    "RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', "
+    "MESSAGE = format('table %s is append-only: %s refused', "
+    "TG_TABLE_NAME, TG_OP), "
+    "HINT = 'fedfuse audit rows are never changed or removed'; "
+    "END $$",
+
+    "CREATE TRIGGER audit_append_only "
+    "BEFORE UPDATE OR DELETE OR TRUNCATE ON audit "
+    "FOR EACH STATEMENT EXECUTE FUNCTION fedfuse_append_only()",
+
+    "CREATE TRIGGER audit_head_append_only "
+    "BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_head "
+    "FOR EACH STATEMENT EXECUTE FUNCTION fedfuse_append_only()",
+    NULL,
+};
+
 static const ff_migration migrations[] = {
-    {1, "tables", m1_tables},
-    {2, "audit and round indexes", m2_audit_indexes},
+    {1, "tables", m1_tables, NULL, NULL},
+    {2, "audit and round indexes", m2_audit_indexes, NULL, NULL},
+    {3, "privacy ledger and budgets", m3_privacy, NULL, NULL},
+    {4, "audit hash chain and signed heads", m4_audit_chain,
+     ff_pq_audit_chain_existing, m4_audit_chain_after},
 };
 
 const ff_migration *

@@ -1,6 +1,7 @@
 /*
- * registry_write.c - everything the coordinator records: audit rows,
- * models, sites, its own state, rounds, and published versions.
+ * registry_write.c - everything the coordinator records: models, sites,
+ * its own state, rounds, and published versions (audit rows: see
+ * registry_audit.c).
  *
  * Each public function takes the connection lock for its whole duration;
  * those that write more than one row do it in one transaction.
@@ -15,17 +16,6 @@
 
 #include "ff_log.h"
 #include "registry_pq.h"
-
-ff_status
-ff_registry_audit(ff_registry *r, const char *actor, const char *action,
-                  const char *site, json_t *details, ff_error *err)
-{
-    ff_status st = ff_pq_lock(r, err);
-    if (st == FF_OK)
-        st = ff_pq_audit(r, actor, action, site, details, err);
-    ff_pq_unlock(r);
-    return st;
-}
 
 ff_status
 ff_registry_model_ensure(ff_registry *r, const char *model, json_t *config,
@@ -367,6 +357,9 @@ publish_check(const ff_version_new *v, ff_error *err)
         return ff_error_set(err, FF_ERR_ARG, "artifact bytes missing");
     if (v->n_contributions > 0 && v->contributions == NULL)
         return ff_error_set(err, FF_ERR_ARG, "contributions missing");
+    if (v->privacy != NULL && !json_is_object(v->privacy))
+        return ff_error_set(err, FF_ERR_ARG,
+                            "privacy must be a JSON object or NULL");
     for (size_t i = 0; i < v->n_contributions; i++) {
         st = ff_pq_check_name(v->contributions[i].site, "contributing site",
                               err);
@@ -450,7 +443,8 @@ publish_finish_round(ff_registry *r, const ff_version_new *v, ff_error *err)
 }
 
 /* Inserts the version row (artifact as a binary parameter) and its
- * contributions. Parent and round 0 are stored as NULL. */
+ * contributions. Parent and round 0 are stored as NULL, as is a NULL
+ * privacy summary. */
 static ff_status
 publish_insert(ff_registry *r, const ff_version_new *v, int number,
                ff_error *err)
@@ -467,13 +461,14 @@ publish_insert(ff_registry *r, const ff_version_new *v, int number,
     ff_pq_arg_text(&a, v->digest_hex);
     ff_pq_arg_bytes(&a, v->artifact, v->artifact_len);
     ff_pq_arg_int(&a, (int64_t)v->artifact_len);
+    ff_pq_arg_json(&a, v->privacy);
     ff_status st = ff_pq_command(
         r,
         "INSERT INTO versions (model, number, parent, round, train_config, "
-        "metrics, digest, artifact, artifact_len) VALUES ($1, $2::int, "
-        "nullif($3::int, 0), nullif($4::int, 0), "
+        "metrics, digest, artifact, artifact_len, privacy) VALUES ($1, "
+        "$2::int, nullif($3::int, 0), nullif($4::int, 0), "
         "coalesce($5::jsonb, '{}'::jsonb), coalesce($6::jsonb, '{}'::jsonb), "
-        "$7, $8, $9::bigint)",
+        "$7, $8, $9::bigint, $10::jsonb)",
         &a, err);
     ff_pq_args_cleanup(&a);
 
@@ -503,10 +498,11 @@ publish_audit(ff_registry *r, const ff_version_new *v, int number,
     for (size_t i = 0; i < v->n_contributions; i++)
         examples += v->contributions[i].examples;
     json_t *pub = json_pack(
-        "{s:s, s:i, s:i, s:i, s:s, s:I, s:I, s:I}", "model", v->model,
+        "{s:s, s:i, s:i, s:i, s:s, s:I, s:I, s:I, s:O?}", "model", v->model,
         "version", number, "parent", v->parent, "round", v->round, "digest",
         v->digest_hex, "artifact_len", (json_int_t)v->artifact_len, "sites",
-        (json_int_t)v->n_contributions, "examples", (json_int_t)examples);
+        (json_int_t)v->n_contributions, "examples", (json_int_t)examples,
+        "privacy", v->privacy);
     if (pub == NULL)
         return ff_error_set(err, FF_ERR_NOMEM, "registry: out of memory");
     ff_status st = ff_pq_audit(r, "coordinator", "version.published", NULL,

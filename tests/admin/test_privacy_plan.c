@@ -353,7 +353,7 @@ usage_errors_exit_2(void **state)
     }
 }
 
-/* Both ways of asking at once, bad targets, and bad subcommands. */
+/* Both ways of asking at once, bad targets, and incomplete subcommands. */
 static void
 conflicting_and_malformed_exit_2(void **state)
 {
@@ -382,7 +382,7 @@ conflicting_and_malformed_exit_2(void **state)
     assert_non_null(strstr(r.err, "plan"));
     ctl_run_free(&r);
     r = run_ctl("privacy", "budget", NULL);
-    expect_code(&r, 2, "unknown subcommand");
+    expect_code(&r, 2, "privacy budget without MODEL");
     assert_non_null(strstr(r.err, "budget"));
     ctl_run_free(&r);
     r = run_ctl("privacy", "plan", "--sampling-rate", MNIST_Q, "--bogus", "1",

@@ -762,7 +762,7 @@ audit_rows(ff_registry *r, const char *site, const char *action,
            const char *since, const char *until, long limit)
 {
     ff_error err = {0};
-    ff_audit_filter f = {site, action, since, until, limit};
+    ff_audit_filter f = {site, action, since, until, limit, NULL, NULL, NULL};
     json_t *rows = NULL;
 
     if (ff_registry_audit_query(r, &f, &rows, &err) != FF_OK)

@@ -1,0 +1,653 @@
+/*
+ * test_privacy_ledger.c - runs the real fedfusectl ($FEDFUSE_BIN) against
+ * a fresh PostgreSQL database populated through the registry library and
+ * checks `privacy MODEL` (table and JSON), `privacy budget`, and the
+ * privacy columns of `versions` and `show`, with the real values written.
+ */
+#include <pwd.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <math.h>
+
+#include <cmocka.h>
+
+#include "ff_registry.h"
+#include "pg_fixture.h"
+#include "ctl_run.h"
+
+static ff_test_db g_db;
+static char g_ctl[4096];
+static const char g_hostile[] = "would exceed \x1b[2J budget 8 (epsilon "
+                                "8.75)";
+
+/* ---- running fedfusectl ------------------------------------------------ */
+
+/* Runs fedfusectl --db <test db> args... (FEDFUSE_DB removed). */
+static ctl_run
+run_ctl(const char *first, ...)
+{
+    const char *args[32];
+    va_list ap;
+    int n = 0;
+
+    args[n++] = "--db";
+    args[n++] = g_db.conninfo;
+    va_start(ap, first);
+    for (const char *a = first; a != NULL && n < 31; a = va_arg(ap, char *))
+        args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    return ctl_run_argv(g_ctl, NULL, args);
+}
+
+static void
+expect_code(const ctl_run *r, int code, const char *what)
+{
+    if (r->code != code)
+        fail_msg("%s: exit %d, expected %d\nstdout: %s\nstderr: %s", what,
+                 r->code, code, r->out, r->err);
+}
+
+static json_t *
+parse_json(const ctl_run *r)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(r->out, JSON_DECODE_ANY, &jerr);
+
+    if (j == NULL)
+        fail_msg("stdout is not JSON (%s): %.300s", jerr.text, r->out);
+    return j;
+}
+
+/* The line of text holding every one of the NULL-terminated needles;
+ * fails the test when there is not exactly one. Returns a malloc'd
+ * copy. */
+static char *
+line_with(const char *text, ...)
+{
+    const char *needles[8];
+    va_list ap;
+    size_t n = 0;
+    char *found = NULL;
+    int count = 0;
+
+    va_start(ap, text);
+    for (const char *s = va_arg(ap, char *); s != NULL && n < 8;
+         s = va_arg(ap, char *))
+        needles[n++] = s;
+    va_end(ap);
+    for (const char *p = text; *p != '\0';) {
+        size_t len = strcspn(p, "\n");
+        char *line = strndup(p, len);
+        assert_non_null(line);
+        size_t k = 0;
+        while (k < n && strstr(line, needles[k]) != NULL)
+            k++;
+        if (k == n) {
+            count++;
+            free(found);
+            found = line;
+        } else {
+            free(line);
+        }
+        p += len + (p[len] == '\n');
+    }
+    if (count != 1)
+        fail_msg("%d lines hold '%s'...: %s", count, n ? needles[0] : "",
+                 text);
+    return found;
+}
+
+/* Splits line into whitespace-separated tokens (in place); returns how
+ * many, at most max. */
+static size_t
+tokens(char *line, char **tok, size_t max)
+{
+    size_t n = 0;
+
+    for (char *s = strtok(line, " "); s != NULL && n < max;
+         s = strtok(NULL, " "))
+        tok[n++] = s;
+    return n;
+}
+
+/* The largest difference between a number fedfusectl printed in JSON and
+ * what was written; the tolerance is 0. */
+static double g_worst;
+
+static void
+near(const json_t *o, const char *key, double want)
+{
+    const json_t *v = json_object_get(o, key);
+
+    if (!json_is_number(v))
+        fail_msg("%s: not a number", key);
+    double d = fabs(json_number_value(v) - want);
+    if (d > g_worst)
+        g_worst = d;
+    if (d != 0)
+        fail_msg("%s: %.17g, expected %.17g", key, json_number_value(v),
+                 want);
+}
+
+/* ---- populating ---------------------------------------------------------- */
+
+static void
+must(ff_status st, const ff_error *err, const char *what)
+{
+    if (st != FF_OK)
+        fail_msg("%s: %s", what, ff_error_text(err));
+}
+
+static ff_ledger_entry
+entry(const char *site, int round, const char *status, const char *mech,
+      double eps)
+{
+    ff_ledger_entry e = {0};
+
+    e.model = "dp-model";
+    e.round = round;
+    e.site = site;
+    e.status = status;
+    e.mechanism = mech;
+    e.epsilon = eps;
+    e.delta = 1e-5;
+    e.noise_multiplier = 1.0937;
+    e.clip = 1.0;
+    e.sampling_rate = 0.0107;
+    e.steps = 94;
+    e.budget = 8;
+    return e;
+}
+
+static void
+publish(ff_registry *r, const char *model, int parent, json_t *privacy)
+{
+    ff_error err = {0};
+    uint8_t art[256];
+    char digest[65];
+    ff_version_new v = {0};
+    static const ff_contribution c[] = {{"hospital-a", 600}};
+
+    for (size_t i = 0; i < sizeof(art); i++)
+        art[i] = (uint8_t)(i * 31 + (unsigned)parent);
+    ff_registry_digest(art, sizeof(art), digest);
+    v.model = model;
+    v.parent = parent;
+    v.contributions = c;
+    v.n_contributions = 1;
+    v.artifact = art;
+    v.artifact_len = sizeof(art);
+    v.digest_hex = digest;
+    v.privacy = privacy;
+    must(ff_registry_version_publish(r, &v, NULL, &err), &err, "publish");
+}
+
+static void
+populate(void)
+{
+    ff_registry *r = NULL;
+    ff_error err = {0};
+    int version = 0;
+
+    must(ff_registry_open(&r, g_db.conninfo, &err), &err, "open");
+    must(ff_registry_migrate(r, &version, &err), &err, "migrate");
+    static const char *const models[] = {"dp-model", "dp-budget", "plain"};
+    for (size_t i = 0; i < 3; i++)
+        must(ff_registry_model_ensure(r, models[i], NULL, &err), &err,
+             models[i]);
+    must(ff_registry_budget_set(r, "dp-model", 6, 1e-5, "operator:tester",
+                                &err), &err, "budget");
+
+    /* Round 1: a DP-SGD site, a site without DP, the model. */
+    ff_ledger_entry e[5];
+    e[0] = entry("hospital-a", 1, "spent", "dp-sgd", 1.2345);
+    e[1] = entry("hospital-b", 1, "spent", "none", INFINITY);
+    e[1].noise_multiplier = NAN;
+    e[1].clip = NAN;
+    e[1].sampling_rate = NAN;
+    e[1].steps = 0;
+    e[1].budget = INFINITY;
+    e[2] = entry(NULL, 1, "spent", "central-gaussian", 0.4125);
+    e[2].noise_multiplier = 0.9876;
+    e[2].clip = 0.25;
+    e[2].sampling_rate = 1;
+    e[2].steps = 1;
+    e[2].budget = 6;
+    e[2].params = json_pack("{s:f}", "clip_in_force", 0.25);
+
+    /* Round 2: the site refuses (hostile reason), the model refuses. */
+    e[3] = entry("hospital-a", 2, "refused", "dp-sgd", 8.75);
+    e[3].reason = g_hostile;
+    e[4] = entry(NULL, 2, "refused", "central-gaussian", 6.5);
+    e[4].reason = "model epsilon 6.5 would exceed its budget 6";
+    e[4].budget = 6;
+    for (int i = 0; i < 5; i++)
+        must(ff_registry_ledger_add(r, &e[i], &err), &err, "ledger");
+    json_decref(e[2].params);
+
+    /* Versions: one with record epsilon, one with site epsilon, one
+     * without any privacy summary. */
+    json_t *p1 = json_pack("{s:f, s:n, s:f, s:s}", "record_epsilon", 2.5,
+                           "site_epsilon", "delta", 1e-5, "site_mechanism",
+                           "none");
+    json_t *p2 = json_pack("{s:n, s:f, s:f, s:s}", "record_epsilon",
+                           "site_epsilon", 0.8, "delta", 1e-5,
+                           "site_mechanism", "central-gaussian");
+    publish(r, "dp-model", 0, p1);
+    publish(r, "dp-model", 1, p2);
+    publish(r, "plain", 0, NULL);
+    json_decref(p1);
+    json_decref(p2);
+    ff_registry_close(r);
+}
+
+/* ---- tests ----------------------------------------------------------- */
+
+/* The table: budget line, one row per entry with the values written,
+ * "(model)" for the model's rows, "inf" for unbounded, the hostile reason
+ * escaped. `privacy ledger MODEL` prints the same. */
+static void
+ledger_table_shows_real_values(void **state)
+{
+    (void)state;
+    ctl_run r = run_ctl("privacy", "dp-model", NULL);
+
+    expect_code(&r, 0, "privacy dp-model");
+    print_message("%s", r.out);
+    assert_non_null(strstr(r.out, "model     dp-model\n"));
+    assert_non_null(strstr(r.out, "budget    epsilon 6, delta 1e-05 (set by "
+                                  "operator:tester at "));
+    char *hdr = line_with(r.out, "ROUND", "SITE", "STATUS", "MECHANISM",
+                          "EPSILON", "NOISE MULT", "BUDGET", NULL);
+    assert_non_null(strstr(hdr, "CLIP  "));
+    assert_non_null(strstr(hdr, " Q  "));
+    assert_non_null(strstr(hdr, "STEPS"));
+    assert_non_null(strstr(hdr, "REASON"));
+    free(hdr);
+
+    /* hospital-a, round 1: every column. */
+    char *tok[16];
+    char *l = line_with(r.out, "hospital-a", "spent", NULL);
+    assert_int_equal(tokens(l, tok, 16), 12);
+    static const char *const a[] = {"1", "hospital-a", "spent", "dp-sgd",
+                                    "1.2345", "1e-05", "1.0937", "1",
+                                    "0.0107", "94", "8", "-"};
+    for (int i = 0; i < 12; i++)
+        assert_string_equal(tok[i], a[i]);
+    free(l);
+
+    /* hospital-b: no DP. */
+    l = line_with(r.out, "hospital-b", NULL);
+    assert_int_equal(tokens(l, tok, 16), 12);
+    static const char *const b[] = {"1", "hospital-b", "spent", "none",
+                                    "inf", "1e-05", "-", "-", "-", "0",
+                                    "none", "-"};
+    for (int i = 0; i < 12; i++)
+        assert_string_equal(tok[i], b[i]);
+    free(l);
+
+    /* The model's spent row and both refusals. */
+    l = line_with(r.out, "(model)", "spent", NULL);
+    assert_int_equal(tokens(l, tok, 16), 12);
+    static const char *const m[] = {"1", "(model)", "spent",
+                                    "central-gaussian", "0.4125", "1e-05",
+                                    "0.9876", "0.25", "1", "1", "6", "-"};
+    for (int i = 0; i < 12; i++)
+        assert_string_equal(tok[i], m[i]);
+    free(l);
+    l = line_with(r.out, "(model)", "refused", "6.5000",
+                  "model epsilon 6.5 would exceed its budget 6", NULL);
+    free(l);
+    l = line_with(r.out, "hospital-a", "refused", "8.7500",
+                  "would exceed \\x1b[2J budget 8", NULL);
+    free(l);
+    assert_null(strchr(r.out, '\x1b'));
+
+    /* The explicit form prints the same. */
+    ctl_run r2 = run_ctl("privacy", "ledger", "dp-model", NULL);
+    expect_code(&r2, 0, "privacy ledger dp-model");
+    assert_string_equal(r.out, r2.out);
+    ctl_run_free(&r2);
+    ctl_run_free(&r);
+
+    /* A model with neither budget nor entries. */
+    r = run_ctl("privacy", "plain", NULL);
+    expect_code(&r, 0, "privacy plain");
+    assert_non_null(strstr(r.out, "budget    none set"));
+    assert_non_null(strstr(r.out, "no ledger entries"));
+    ctl_run_free(&r);
+}
+
+/* --json: the registry's document, values exact, null for unbounded. */
+static void
+ledger_json_has_real_values(void **state)
+{
+    (void)state;
+    ctl_run r = run_ctl("--json", "privacy", "dp-model", NULL);
+
+    expect_code(&r, 0, "--json privacy dp-model");
+    json_t *j = parse_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "model")),
+                        "dp-model");
+    const json_t *b = json_object_get(j, "budget");
+    near(b, "epsilon", 6);
+    near(b, "delta", 1e-5);
+    assert_string_equal(json_string_value(json_object_get(b, "set_by")),
+                        "operator:tester");
+
+    const json_t *es = json_object_get(j, "entries");
+    assert_int_equal(json_array_size(es), 5);
+    const json_t *a = json_array_get(es, 0);
+    near(a, "round", 1);
+    near(a, "epsilon", 1.2345);
+    near(a, "noise_multiplier", 1.0937);
+    near(a, "sampling_rate", 0.0107);
+    near(a, "steps", 94);
+    near(a, "budget", 8);
+    const json_t *nb = json_array_get(es, 1);
+    assert_true(json_is_null(json_object_get(nb, "epsilon")));
+    assert_true(json_is_null(json_object_get(nb, "budget")));
+    assert_true(json_is_null(json_object_get(nb, "noise_multiplier")));
+    const json_t *m = json_array_get(es, 2);
+    assert_true(json_is_null(json_object_get(m, "site")));
+    near(json_object_get(m, "params"), "clip_in_force", 0.25);
+    const json_t *ref = json_array_get(es, 3);
+    assert_string_equal(json_string_value(json_object_get(ref, "status")),
+                        "refused");
+    assert_string_equal(json_string_value(json_object_get(ref, "reason")),
+                        g_hostile);
+    near(ref, "epsilon", 8.75);
+    near(json_array_get(es, 4), "round", 2);
+    json_decref(j);
+    ctl_run_free(&r);
+    print_message("JSON values equal to what was written (largest "
+                  "difference %g, tolerance 0)\n", g_worst);
+}
+
+/* Reads dp-budget's budget through the registry. */
+static void
+budget_now(double *eps, double *delta, int *found)
+{
+    ff_registry *reg = NULL;
+    ff_error err = {0};
+
+    must(ff_registry_open(&reg, g_db.conninfo, &err), &err, "open");
+    must(ff_registry_budget_get(reg, "dp-budget", eps, delta, found, &err),
+         &err, "budget_get");
+    ff_registry_close(reg);
+}
+
+/* privacy budget sets the budget, audited with the OS user; the text and
+ * JSON answers show it; bad flags change nothing. */
+static void
+budget_command_sets_and_audits(void **state)
+{
+    (void)state;
+    double eps = 0, delta = 0;
+    int found = 0;
+    char actor[300];
+    const struct passwd *pw = getpwuid(geteuid());
+
+    snprintf(actor, sizeof(actor), "operator:%s", pw ? pw->pw_name : "?");
+    ctl_run r = run_ctl("privacy", "budget", "dp-budget", "--epsilon", "2.5",
+                        "--delta", "1e-6", NULL);
+    expect_code(&r, 0, "privacy budget");
+    print_message("%s", r.out);
+    assert_non_null(strstr(r.out, "epsilon 2.5, delta 1e-06"));
+    assert_non_null(strstr(r.out, actor));
+    ctl_run_free(&r);
+    budget_now(&eps, &delta, &found);
+    assert_true(found && eps == 2.5 && delta == 1e-6);
+    const char *p[2] = {actor, "dp-budget"};
+    assert_int_equal(ff_test_db_number(&g_db,
+                                       "SELECT count(*) FROM audit WHERE "
+                                       "action = 'privacy.budget_set' AND "
+                                       "actor = $1 AND details->>'model' = "
+                                       "$2 AND (details->>'epsilon')::float8 "
+                                       "= 2.5",
+                                       2, p), 1);
+
+    /* Overwrite, with --json; the ledger view shows the new one. */
+    r = run_ctl("--json", "privacy", "budget", "dp-budget", "--epsilon=3",
+                "--delta=1e-5", NULL);
+    expect_code(&r, 0, "--json privacy budget");
+    json_t *j = parse_json(&r);
+    near(j, "epsilon", 3);
+    near(j, "delta", 1e-5);
+    assert_string_equal(json_string_value(json_object_get(j, "set_by")),
+                        actor);
+    json_decref(j);
+    ctl_run_free(&r);
+    r = run_ctl("privacy", "dp-budget", NULL);
+    expect_code(&r, 0, "privacy dp-budget");
+    assert_non_null(strstr(r.out, "budget    epsilon 3, delta 1e-05 (set "
+                                  "by operator:"));
+    ctl_run_free(&r);
+
+    /* Usage errors: exit 2, naming the flag; nothing changes. */
+    static const char *const bad[][8] = {
+        {"privacy", "budget", "dp-budget", "--delta", "1e-5", NULL},
+        {"privacy", "budget", "dp-budget", "--epsilon", "0", "--delta",
+         "1e-5", NULL},
+        {"privacy", "budget", "dp-budget", "--epsilon", "nan", "--delta",
+         "1e-5", NULL},
+        {"privacy", "budget", "dp-budget", "--epsilon", "inf", "--delta",
+         "1e-5", NULL},
+        {"privacy", "budget", "dp-budget", "--epsilon", "1", "--delta", "1",
+         NULL},
+        {"privacy", "budget", "dp-budget", "--epsilon", "1", "--delta", "0",
+         NULL},
+        {"privacy", "budget", "dp-budget", "--epsilon", "1", NULL},
+        {"privacy", "budget", "dp-budget", "--epsilon", "1", "--delta",
+         "1e-5", "--steps"},
+        {"privacy", "budget", NULL},
+        {"privacy", "dp-budget", "--epsilon", "1", NULL},
+        {"privacy", "dp-budget", "extra", NULL},
+    };
+    size_t n = sizeof(bad) / sizeof(bad[0]);
+    for (size_t i = 0; i < n; i++) {
+        const char *args[12] = {"--db", g_db.conninfo};
+        int k = 2;
+        for (int c = 0; c < 8 && bad[i][c] != NULL; c++)
+            args[k++] = bad[i][c];
+        if (i == 7)
+            args[k++] = "5";
+        args[k] = NULL;
+        r = ctl_run_argv(g_ctl, NULL, args);
+        char what[32];
+        snprintf(what, sizeof(what), "bad budget case %zu", i);
+        expect_code(&r, 2, what);
+        assert_true(strlen(r.err) > 0);
+        print_message("  case %zu: %s", i, r.err);
+        ctl_run_free(&r);
+    }
+    budget_now(&eps, &delta, &found);
+    assert_true(found && eps == 3 && delta == 1e-5);
+    print_message("%zu bad command lines exited 2, budget unchanged\n", n);
+}
+
+/* An unknown model: exit 3 with "no such model", for both commands. */
+static void
+unknown_model_exits_3(void **state)
+{
+    (void)state;
+    ctl_run r = run_ctl("privacy", "no-such-model", NULL);
+
+    expect_code(&r, 3, "privacy of an unknown model");
+    assert_non_null(strstr(r.err, "no such model"));
+    assert_non_null(strstr(r.err, "no-such-model"));
+    ctl_run_free(&r);
+    r = run_ctl("--json", "privacy", "no-such-model", NULL);
+    expect_code(&r, 3, "--json privacy of an unknown model");
+    assert_int_equal(strlen(r.out), 0);
+    ctl_run_free(&r);
+    r = run_ctl("privacy", "budget", "no-such-model", "--epsilon", "1",
+                "--delta", "1e-5", NULL);
+    expect_code(&r, 3, "budget of an unknown model");
+    assert_non_null(strstr(r.err, "no such model"));
+    ctl_run_free(&r);
+    assert_int_equal(ff_test_db_number(&g_db,
+                                       "SELECT count(*) FROM model_budget "
+                                       "WHERE model = 'no-such-model'",
+                                       0, NULL), 0);
+}
+
+/* versions shows EPS(RECORD) and EPS(SITE): numbers, "inf" for recorded
+ * unbounded, "-" for no privacy recorded; --json carries the summary;
+ * show prints it. */
+static void
+versions_show_epsilons(void **state)
+{
+    (void)state;
+    char *tok[16];
+    ctl_run r = run_ctl("versions", "dp-model", NULL);
+
+    expect_code(&r, 0, "versions dp-model");
+    print_message("%s", r.out);
+    char *h = line_with(r.out, "VERSION", NULL);
+    assert_int_equal(tokens(h, tok, 16), 10);
+    assert_string_equal(tok[7], "EPS(RECORD)");
+    assert_string_equal(tok[8], "EPS(SITE)");
+    free(h);
+    static const char *const want[2][2] = {{"2.5000", "inf"},
+                                           {"inf", "0.8000"}};
+    for (int v = 0; v < 2; v++) {
+        char num[4];
+        snprintf(num, sizeof(num), "%d", v + 1);
+        char *l = line_with(r.out, want[v][0], want[v][1], NULL);
+        assert_int_equal(tokens(l, tok, 16), 10);
+        assert_string_equal(tok[0], num);
+        assert_string_equal(tok[7], want[v][0]);
+        assert_string_equal(tok[8], want[v][1]);
+        free(l);
+    }
+    ctl_run_free(&r);
+
+    r = run_ctl("versions", "plain", NULL);
+    expect_code(&r, 0, "versions plain");
+    char *l = line_with(r.out, "600", NULL);
+    assert_int_equal(tokens(l, tok, 16), 10);
+    assert_string_equal(tok[7], "-");
+    assert_string_equal(tok[8], "-");
+    free(l);
+    ctl_run_free(&r);
+
+    /* JSON. */
+    r = run_ctl("--json", "versions", "dp-model", NULL);
+    expect_code(&r, 0, "--json versions");
+    json_t *j = parse_json(&r);
+    const json_t *p1 = json_object_get(json_array_get(j, 0), "privacy");
+    const json_t *p2 = json_object_get(json_array_get(j, 1), "privacy");
+    near(p1, "record_epsilon", 2.5);
+    assert_true(json_is_null(json_object_get(p1, "site_epsilon")));
+    assert_true(json_is_null(json_object_get(p2, "record_epsilon")));
+    near(p2, "site_epsilon", 0.8);
+    assert_string_equal(json_string_value(json_object_get(p2,
+                                                          "site_mechanism")),
+                        "central-gaussian");
+    json_decref(j);
+    ctl_run_free(&r);
+    r = run_ctl("--json", "versions", "plain", NULL);
+    j = parse_json(&r);
+    assert_true(json_is_null(json_object_get(json_array_get(j, 0),
+                                             "privacy")));
+    json_decref(j);
+    ctl_run_free(&r);
+
+    /* show. */
+    r = run_ctl("show", "dp-model", "2", NULL);
+    expect_code(&r, 0, "show");
+    assert_non_null(strstr(r.out, "\nprivacy\n"));
+    assert_non_null(strstr(r.out, "\"site_epsilon\": 0.8"));
+    assert_non_null(strstr(r.out, "\"record_epsilon\": null"));
+    ctl_run_free(&r);
+}
+
+/* Help names the new forms and columns; privacy plan still works. */
+static void
+help_and_plan(void **state)
+{
+    (void)state;
+    const char *args[] = {"privacy", "--help", NULL};
+    ctl_run r = ctl_run_argv(g_ctl, NULL, args);
+
+    expect_code(&r, 0, "privacy --help");
+    assert_non_null(strstr(r.out, "privacy budget MODEL --epsilon E "
+                                  "--delta D"));
+    assert_non_null(strstr(r.out, "privacy [ledger] MODEL"));
+    assert_non_null(strstr(r.out, "(model)"));
+    assert_non_null(strstr(r.out, "--order-grid"));
+    ctl_run_free(&r);
+    const char *vargs[] = {"versions", "--help", NULL};
+    r = ctl_run_argv(g_ctl, NULL, vargs);
+    expect_code(&r, 0, "versions --help");
+    assert_non_null(strstr(r.out, "EPS(RECORD)"));
+    ctl_run_free(&r);
+    const char *top[] = {"--help", NULL};
+    r = ctl_run_argv(g_ctl, NULL, top);
+    assert_non_null(strstr(r.out, "  privacy budget MODEL"));
+    ctl_run_free(&r);
+
+    r = run_ctl("privacy", "plan", "--sampling-rate", "1",
+                "--noise-multiplier", "1", "--steps", "1", "--delta", "1e-5",
+                NULL);
+    expect_code(&r, 0, "privacy plan");
+    assert_non_null(strstr(r.out, "epsilon"));
+    ctl_run_free(&r);
+    r = run_ctl("privacy", "plan", "extra", "--sampling-rate", "1",
+                "--noise-multiplier", "1", "--steps", "1", "--delta", "1e-5",
+                NULL);
+    expect_code(&r, 2, "privacy plan with an argument");
+    ctl_run_free(&r);
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    const char *bin = getenv("FEDFUSE_BIN");
+
+    if (bin == NULL || bin[0] == '\0') {
+        fprintf(stderr, "FAIL: FEDFUSE_BIN is not set (the folder holding "
+                        "fedfusectl; ctest sets it)\n");
+        return -1;
+    }
+    snprintf(g_ctl, sizeof(g_ctl), "%s/fedfusectl", bin);
+    if (access(g_ctl, X_OK) != 0) {
+        fprintf(stderr, "FAIL: %s is not an executable\n", g_ctl);
+        return -1;
+    }
+    populate();
+    return 0;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ledger_table_shows_real_values),
+        cmocka_unit_test(ledger_json_has_real_values),
+        cmocka_unit_test(budget_command_sets_and_audits),
+        cmocka_unit_test(unknown_model_exits_3),
+        cmocka_unit_test(versions_show_epsilons),
+        cmocka_unit_test(help_and_plan),
+    };
+
+    if (ff_test_db_create(&g_db, "privacy_ledger") != 0) {
+        ff_test_db_drop(&g_db);
+        return 1;
+    }
+    int failed = cmocka_run_group_tests(tests, setup, NULL);
+    printf("largest difference of a printed JSON number: %g (tolerance "
+           "0)\n", g_worst);
+    ff_test_db_drop(&g_db);
+    return failed ? 1 : 0;
+}
