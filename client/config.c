@@ -16,6 +16,7 @@ void ff_site_config_default(ff_site_config *c)
     c->retry_seconds = 60.0;
     c->rpc_timeout = 10.0;
     c->transfer_timeout = 120.0;
+    ff_site_privacy_config_default(&c->privacy);
 }
 
 void ff_site_config_usage(FILE *f)
@@ -37,8 +38,70 @@ void ff_site_config_usage(FILE *f)
         "  --identity FILE          the site's Ed25519 identity key, made\n"
         "                           on first start (mode 0600; default\n"
         "                           site.identity next to the manifest)\n"
+        "Record-level privacy (section [privacy]; docs/site-privacy.md):\n"
+        "  --dp on|off              DP-SGD on this site's records\n"
+        "                           (default on)\n"
+        "  --epsilon-budget E       the most epsilon these records may\n"
+        "                           ever spend; rounds beyond it are\n"
+        "                           refused (default 8)\n"
+        "  --delta D                delta of the guarantee (default 1e-5)\n"
+        "  --clip C                 per-record L2 clip norm (default 1)\n"
+        "  --noise-multiplier Z     noise std / clip; 0 plans it so that\n"
+        "                           planned-rounds rounds spend the\n"
+        "                           budget (default 0)\n"
+        "  --planned-rounds N       rounds the plan covers (default 10)\n"
+        "  --batch B                expected Poisson batch size\n"
+        "                           (default 64)\n"
+        "  --ledger FILE            the site's privacy ledger (default\n"
+        "                           privacy-ledger.json next to the\n"
+        "                           manifest); never delete it\n"
         "  --help                   this text\n",
         f);
+}
+
+/* Parses a whole number in lo..hi. */
+static ff_status parse_whole(const char *v, double lo, double hi, int *out,
+                             const char *k, ff_error *err)
+{
+    double x = 0.0;
+    ff_status st = ff_config_parse_double(v, lo, hi, &x, k, err);
+
+    if (st == FF_OK && x != floor(x))
+        st = ff_error_set(err, FF_ERR_CONFIG, "%s: '%s' is not an integer",
+                          k, v);
+    if (st == FF_OK)
+        *out = (int)x;
+    return st;
+}
+
+/* Sets a [privacy] option; FF_ERR_NOT_FOUND when k is none of them. */
+static ff_status set_privacy(ff_site_privacy_config *p, const char *k,
+                             const char *v, ff_error *err)
+{
+    if (strcmp(k, "dp") == 0) {
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+            return ff_error_set(err, FF_ERR_CONFIG, "dp: '%s' is not on or "
+                                "off", v);
+        p->dp = strcmp(v, "on") == 0;
+        return FF_OK;
+    }
+    if (strcmp(k, "epsilon-budget") == 0)
+        return ff_config_parse_double(v, 1e-6, 1e6, &p->epsilon_budget, k,
+                                      err);
+    if (strcmp(k, "delta") == 0)
+        return ff_config_parse_double(v, 1e-300, 0.5, &p->delta, k, err);
+    if (strcmp(k, "clip") == 0)
+        return ff_config_parse_double(v, 1e-9, 1e9, &p->clip, k, err);
+    if (strcmp(k, "noise-multiplier") == 0)
+        return ff_config_parse_double(v, 0.0, 1e6, &p->noise_multiplier, k,
+                                      err);
+    if (strcmp(k, "planned-rounds") == 0)
+        return parse_whole(v, 1, 100000, &p->planned_rounds, k, err);
+    if (strcmp(k, "batch") == 0)
+        return parse_whole(v, 1, 10000000, &p->batch, k, err);
+    if (strcmp(k, "ledger") == 0)
+        return ff_config_copy_str(p->ledger, sizeof p->ledger, v, k, err);
+    return FF_ERR_NOT_FOUND;
 }
 
 /* Sets option k (flag name without dashes) to v (an ff_config_set_fn). */
@@ -46,7 +109,6 @@ static ff_status set_option(void *ctx, const char *k, const char *v,
                             ff_error *err)
 {
     ff_site_config *c = ctx;
-    double x = 0.0;
     ff_status st;
 
     if (strcmp(k, "id") == 0) {
@@ -61,15 +123,8 @@ static ff_status set_option(void *ctx, const char *k, const char *v,
                                   err);
     if (strcmp(k, "manifest") == 0)
         return ff_config_copy_str(c->manifest, sizeof c->manifest, v, k, err);
-    if (strcmp(k, "threads") == 0) {
-        st = ff_config_parse_double(v, 1, 64, &x, k, err);
-        if (st == FF_OK && x != floor(x))
-            st = ff_error_set(err, FF_ERR_CONFIG, "threads: '%s' is not "
-                              "an integer", v);
-        if (st == FF_OK)
-            c->threads = (int)x;
-        return st;
-    }
+    if (strcmp(k, "threads") == 0)
+        return parse_whole(v, 1, 64, &c->threads, k, err);
     if (strcmp(k, "retry-seconds") == 0)
         return ff_config_parse_double(v, 0.0, 86400.0, &c->retry_seconds, k,
                                       err);
@@ -80,11 +135,14 @@ static ff_status set_option(void *ctx, const char *k, const char *v,
                                       err);
     if (strcmp(k, "identity") == 0)
         return ff_config_copy_str(c->identity, sizeof c->identity, v, k, err);
+    st = set_privacy(&c->privacy, k, v, err);
+    if (st != FF_ERR_NOT_FOUND)
+        return st;
     return ff_error_set(err, FF_ERR_CONFIG, "unknown option '%s'", k);
 }
 
 /* The INI sections that hold site options. */
-static const char *const site_sections[] = {"site", NULL};
+static const char *const site_sections[] = {"site", "privacy", NULL};
 
 ff_status ff_site_config_parse(ff_site_config *c, int argc, char **argv,
                                int *help, ff_error *err)

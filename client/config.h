@@ -1,6 +1,7 @@
 /*
  * config.h - fedfuse-site's configuration: defaults, then an INI file
- * (--config FILE, section [site]), then command-line flags, each
+ * (--config FILE, sections [site] and [privacy]), then command-line
+ * flags, each
  * overriding the one before. INI keys are the flag names without the
  * leading dashes ('_' and '-' are the same); see deploy/site.ini.
  * Not thread-safe (called once at start).
@@ -12,6 +13,7 @@
 
 #include "../common/ff_status.h"
 #include "../proto/ff_wire.h"
+#include "ff_site_privacy.h"
 
 /* Most bytes of a path or address option. */
 #define FF_SITE_STR_MAX 1024
@@ -27,6 +29,7 @@ typedef struct ff_site_config {
     double transfer_timeout;/* deadline of a download or upload */
     char identity[FF_SITE_STR_MAX]; /* Ed25519 identity key file; "" means
                                        <manifest dir>/site.identity */
+    ff_site_privacy_config privacy; /* [privacy]: record-level DP */
 } ff_site_config;
 
 /* Fills c with the defaults. */
@@ -39,7 +42,8 @@ FF_MUST_USE ff_status ff_site_config_parse(ff_site_config *c, int argc,
                                            char **argv, int *help,
                                            ff_error *err);
 
-/* Checks that c is complete. Errors: FF_ERR_CONFIG. */
+/* Checks that c is complete (the [privacy] values are range-checked as
+ * they are parsed). Errors: FF_ERR_CONFIG. */
 FF_MUST_USE ff_status ff_site_config_check(const ff_site_config *c,
                                            ff_error *err);
 

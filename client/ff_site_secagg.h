@@ -41,6 +41,9 @@ typedef struct ff_site_secagg_round {
     uint32_t *words;               /* task->length quantised words; masked
                                       in place */
     const ff_wire_update_header *header; /* sent with masked = 1 */
+    int wrap;                      /* 1: words are residues mod 2^bits
+                                      (site-level DDGauss); the sum wraps
+                                      (ff_secagg_config.wrap) */
     double rpc_timeout;            /* one call */
     double transfer_timeout;       /* the masked upload */
     double stage_timeout;          /* waiting for one stage's message */

@@ -58,6 +58,55 @@ FF_MUST_USE ff_status ff_site_update_quantize(const ff_site_update *u,
                                               uint32_t *words, size_t m,
                                               size_t *clipped, ff_error *err);
 
+/* ---- site-level DP (docs/privacy-accounting.md, "Site level") ----
+ * Under site-level DP the update is the plain delta (local - global), not
+ * weighted by example counts. */
+
+/*
+ * Central mode, plain upload: scales u's delta in place to L2 norm at most
+ * clip (finite, > 0; ff_dp_clip_l2) and, when report_unclipped, sets
+ * u->header.unclipped to (norm before clipping <= clip). *norm (may be
+ * NULL) receives that norm. Errors: FF_ERR_ARG (bad clip),
+ * FF_ERR_NONFINITE, FF_ERR_NOMEM.
+ */
+FF_MUST_USE ff_status ff_site_update_clip(ff_site_update *u, double clip,
+                                          int report_unclipped, double *norm,
+                                          ff_error *err);
+
+/*
+ * Central mode under secure aggregation: writes the m = P + 1 + G words
+ *   [ delta L2-clipped to clip, quantised onto [0, max_value] with the
+ *     per-coordinate clip `clip` (ff_secagg_quantize, nearest) ] (P words)
+ *   [ the unclipped bit, raw 0/1 (0 unless report_unclipped) ]
+ *   [ 1 for every group, raw ]
+ * u is read only; words caller-owned. *norm (may be NULL) receives the
+ * norm before clipping. Errors: FF_ERR_SHAPE (m), FF_ERR_ARG (clip or
+ * max_value), FF_ERR_NONFINITE, FF_ERR_NOMEM.
+ */
+FF_MUST_USE ff_status ff_site_update_central_words(const ff_site_update *u,
+                                                   float clip,
+                                                   uint32_t max_value,
+                                                   int report_unclipped,
+                                                   uint32_t *words, size_t m,
+                                                   double *norm,
+                                                   ff_error *err);
+
+/*
+ * Distributed mode (secure aggregation required): writes the m =
+ * t->padded + 1 words [ ff_ddgauss_encode of the delta with the task's
+ * public parameters (clip, rotation, scale, rounding, local noise, wrap
+ * into Z_(2^bits)) ] [ the unclipped bit, raw 0/1 (0 unless
+ * t->report_unclipped) ]. The padded length must be the next power of two
+ * of the parameter count. words caller-owned (they hold noise: wipe them).
+ * *norm (may be NULL) receives the norm before clipping. Errors:
+ * FF_ERR_SHAPE (m, or padded against the parameter count), FF_ERR_ARG
+ * (a task value the encoder refuses: the message names it),
+ * FF_ERR_NONFINITE, FF_ERR_NOMEM.
+ */
+FF_MUST_USE ff_status ff_site_update_ddgauss_words(
+    const ff_site_update *u, const ff_wire_site_dp_task *t, uint32_t *words,
+    size_t m, double *norm, ff_error *err);
+
 /* Frees what ff_site_update_prepare allocated and zeroes u. Accepts NULL. */
 void ff_site_update_cleanup(ff_site_update *u);
 

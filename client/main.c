@@ -4,7 +4,7 @@
  *
  * Exit status: 0 when the coordinator said FINISHED, 1 on failure (site
  * refused, coordinator unreachable for --retry-seconds, unusable
- * records), 2 on bad usage.
+ * records, a corrupt privacy ledger), 2 on bad usage.
  */
 #include <cblas.h>
 #include <grpc/grpc.h>

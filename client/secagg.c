@@ -232,6 +232,7 @@ static void config_from_task(const ff_site_secagg_round *r,
     c->bits = t->bits;
     c->length = t->length;
     c->max_value = t->max_value;
+    c->wrap = r->wrap != 0;
     memcpy(c->graph_seed, t->graph_seed, sizeof c->graph_seed);
 }
 

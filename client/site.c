@@ -1,10 +1,14 @@
 /*
  * site.c - the site's loop: register, poll, and for each round it is
- * asked to train: download the global model (length and digest checked),
- * train a local copy, prepare the update (client/update.c) and upload it.
+ * asked to train: check the round against the site's privacy budget
+ * (client/privacy.c; refuse it when it would overspend), download the
+ * global model (length and digest checked), train a local copy with
+ * DP-SGD, record the round in the privacy ledger, prepare the update
+ * (client/update.c, with the round's site-level DP format) and upload it.
  */
 #include "site.h"
 
+#include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +18,7 @@
 #include "../dataset/ff_dataset.h"
 #include "../model/ff_model.h"
 #include "ff_site_rpc.h"
+#include "ff_site_privacy.h"
 #include "ff_site_secagg.h"
 #include "ff_site_update.h"
 
@@ -32,6 +37,7 @@ struct ff_site {
     ff_model *global;
     ff_model *local;
     ff_site_rpc *rpc;
+    ff_site_ledger ledger;      /* record-level privacy (dp = on) */
     unsigned poll_ms;
     int last_round;             /* last round trained (0: none) */
     double failing_since;       /* 0 when the last call succeeded */
@@ -115,20 +121,91 @@ static void report_log(const ff_site *s)
         FF_DEBUG("  label %d: %zu records", m, r->label_counts[m]);
 }
 
+/* The file next to the manifest named name, or cfg_path when set.
+ * Errors: FF_ERR_ARG when the path does not fit out. */
+static ff_status path_beside_manifest(const ff_site *s, const char *cfg_path,
+                                      const char *name, char *out,
+                                      size_t cap, ff_error *err)
+{
+    const char *m = s->cfg.manifest, *slash = strrchr(m, '/');
+    int n;
+
+    if (cfg_path[0] != '\0')
+        n = snprintf(out, cap, "%s", cfg_path);
+    else if (slash == NULL)
+        n = snprintf(out, cap, "%s", name);
+    else
+        n = snprintf(out, cap, "%.*s/%s", (int)(slash - m), m, name);
+    if (n < 0 || (size_t)n >= cap)
+        return ff_error_set(err, FF_ERR_ARG, "the path of %s is longer "
+                            "than %zu bytes", name, cap - 1);
+    return FF_OK;
+}
+
 /* Finds (default: site.identity next to the manifest) and loads the
  * identity key, keeping only its public half. */
 static ff_status identity_open(ff_site *s, ff_error *err)
 {
-    const char *m = s->cfg.manifest, *slash = strrchr(m, '/');
+    ff_status st = path_beside_manifest(s, s->cfg.identity, "site.identity",
+                                        s->identity, sizeof s->identity,
+                                        err);
 
-    if (s->cfg.identity[0] != '\0')
-        snprintf(s->identity, sizeof s->identity, "%s", s->cfg.identity);
-    else if (slash == NULL)
-        snprintf(s->identity, sizeof s->identity, "site.identity");
-    else
-        snprintf(s->identity, sizeof s->identity, "%.*s/site.identity",
-                 (int)(slash - m), m);
+    if (st != FF_OK)
+        return st;
     return ff_site_identity_load(s->identity, s->identity_pk, NULL, err);
+}
+
+/* Logs the privacy state at start: the ledger's spend and its plan. */
+static ff_status privacy_log(const ff_site *s, ff_error *err)
+{
+    const ff_site_privacy_config *c = &s->cfg.privacy;
+    const ff_site_dp_plan *p = &s->ledger.plan;
+    double eps = 0.0;
+    ff_status st = ff_site_ledger_epsilon(&s->ledger, NULL, c->delta, &eps,
+                                          err);
+
+    if (st != FF_OK)
+        return ff_error_wrap(err, st, "privacy ledger %s", s->ledger.path);
+    FF_INFO("privacy: ledger %s: %zu rounds spent, epsilon %.3g of budget "
+            "%g (delta %g)", s->ledger.path, s->ledger.n, eps,
+            c->epsilon_budget, c->delta);
+    if (c->noise_multiplier > 0.0)
+        FF_INFO("privacy: noise multiplier %g (configured), clip %g, "
+                "batch %d", c->noise_multiplier, c->clip, c->batch);
+    else if (p->set)
+        FF_INFO("privacy: noise multiplier %.4g from the ledger's plan "
+                "(budget %g over %d rounds)", p->sigma, p->epsilon_budget,
+                p->planned_rounds);
+    if (c->noise_multiplier == 0.0 && p->set &&
+        (p->epsilon_budget != c->epsilon_budget ||
+         p->delta != c->delta || p->planned_rounds != c->planned_rounds))
+        FF_WARN("privacy: the ledger's plan was made for budget %g, delta "
+                "%g, %d rounds; the config now says %g, %g, %d: the plan's "
+                "noise multiplier %.4g stays (set noise_multiplier to "
+                "change it); the budget check uses the config",
+                p->epsilon_budget, p->delta, p->planned_rounds,
+                c->epsilon_budget, c->delta, c->planned_rounds, p->sigma);
+    return FF_OK;
+}
+
+/* Opens the privacy ledger; a corrupt one stops the site. */
+static ff_status privacy_open(ff_site *s, ff_error *err)
+{
+    char path[FF_SITE_PRIVACY_PATH_MAX];
+    ff_status st;
+
+    if (!s->cfg.privacy.dp) {
+        FF_WARN("privacy: record-level DP is off (dp = off): this site's "
+                "updates carry no privacy guarantee for its records");
+        return FF_OK;
+    }
+    st = path_beside_manifest(s, s->cfg.privacy.ledger,
+                              "privacy-ledger.json", path, sizeof path, err);
+    if (st == FF_OK)
+        st = ff_site_ledger_load(&s->ledger, path, s->cfg.id, err);
+    if (st == FF_OK)
+        st = privacy_log(s, err);
+    return st;
 }
 
 ff_status ff_site_create(ff_site **out, const ff_site_config *cfg,
@@ -161,6 +238,8 @@ ff_status ff_site_create(ff_site **out, const ff_site_config *cfg,
     if (st == FF_OK)
         st = identity_open(s, err);
     if (st == FF_OK)
+        st = privacy_open(s, err);
+    if (st == FF_OK)
         st = ff_site_rpc_create(&s->rpc, cfg->coordinator, err);
     if (st != FF_OK) {
         ff_site_destroy(s);
@@ -175,6 +254,7 @@ void ff_site_destroy(ff_site *s)
     if (s == NULL)
         return;
     ff_site_rpc_destroy(s->rpc);
+    ff_site_ledger_cleanup(&s->ledger);
     ff_model_destroy(s->local);
     ff_model_destroy(s->global);
     ff_dataset_cleanup(&s->data);
@@ -313,35 +393,93 @@ static ff_status round_upload(ff_site *s, const ff_site_update *u,
     s->failing_since = 0.0;
     if (!rep.accepted)
         return ff_error_set(err, FF_ERR_REJECTED,
-                            "the coordinator refused the update: %s",
+                            "the coordinator refused the %s: %s",
+                            u->header.refused ? "refusal" : "update",
                             rep.reason);
-    FF_INFO("update accepted");
+    FF_INFO(u->header.refused ? "refusal delivered" : "update accepted");
     return FF_OK;
 }
 
-/* Quantises the update and runs the secure aggregation stages. */
+/* The example-weighted SecAgg vector of a round without site DP. */
+static ff_status words_weighted(const ff_site *s, const ff_wire_secagg_task *t,
+                                const ff_site_update *u, uint32_t *words,
+                                ff_error *err)
+{
+    size_t clipped = 0;
+    ff_status st = ff_site_update_quantize(u, s->global, t->clip,
+                                           t->max_value, words,
+                                           (size_t)t->length, &clipped, err);
+
+    if (st == FF_OK && clipped > 0)
+        FF_WARN("secagg: %zu weighted values beyond the clip %g were "
+                "clipped", clipped, (double)t->clip);
+    return st;
+}
+
+/* The SecAgg vector of a round with site-level DP: central (clipped,
+ * quantised) or distributed (DDGauss words, summed with wrap). The two
+ * tasks must agree; a mismatch ends the round. */
+static ff_status words_site_dp(const ff_wire_poll_reply *poll,
+                               const ff_site_update *u, uint32_t *words,
+                               ff_error *err)
+{
+    const ff_wire_secagg_task *t = &poll->task;
+    const ff_wire_site_dp_task *d = &poll->site_dp;
+    double norm = 0.0;
+    ff_status st;
+
+    if (d->mode == FF_WIRE_SITE_DP_CENTRAL) {
+        if (fabs((double)t->clip - d->clip) > 1e-6 * d->clip)
+            return ff_error_set(err, FF_ERR_STATE, "site dp clip %g differs "
+                                "from the secagg clip %g", d->clip,
+                                (double)t->clip);
+        st = ff_site_update_central_words(u, t->clip, t->max_value,
+                                          d->report_unclipped, words,
+                                          (size_t)t->length, &norm, err);
+    } else {
+        uint32_t top = d->bits == 32 ? UINT32_MAX
+                                     : (uint32_t)((1ull << d->bits) - 1);
+        if (t->bits != d->bits || t->max_value != top)
+            return ff_error_set(err, FF_ERR_STATE, "distributed dp with "
+                                "%u bits, secagg with %u bits and max "
+                                "value %u", (unsigned)d->bits,
+                                (unsigned)t->bits, (unsigned)t->max_value);
+        st = ff_site_update_ddgauss_words(u, d, words, (size_t)t->length,
+                                          &norm, err);
+    }
+    if (st == FF_OK)
+        FF_INFO("site dp (%s): update norm %.4g, clip %g",
+                d->mode == FF_WIRE_SITE_DP_CENTRAL ? "central"
+                                                   : "distributed",
+                norm, d->clip);
+    return st;
+}
+
+/* Builds the update's SecAgg vector and runs the secure aggregation
+ * stages. */
 static ff_status round_secagg(ff_site *s, const ff_wire_poll_reply *poll,
                               ff_site_update *u, ff_error *err)
 {
     const ff_wire_secagg_task *t = &poll->task;
+    int dist = poll->site_dp.mode == FF_WIRE_SITE_DP_DISTRIBUTED;
+    uint64_t want = dist ? poll->site_dp.padded + 1
+                         : u->header.param_count + 1 + FF_GROUP_COUNT;
     ff_site_secagg_round r;
-    size_t clipped = 0;
     uint32_t *words = NULL;
     ff_status st;
 
-    if (t->length != u->header.param_count + 1 + FF_GROUP_COUNT)
+    if (t->length != want)
         return ff_error_set(err, FF_ERR_SHAPE, "secagg vector of %llu words "
-                            "for %llu parameters",
+                            "for %llu parameters (expected %llu)",
                             (unsigned long long)t->length,
-                            (unsigned long long)u->header.param_count);
+                            (unsigned long long)u->header.param_count,
+                            (unsigned long long)want);
     words = malloc((size_t)t->length * sizeof *words);
     if (words == NULL)
         return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
-    st = ff_site_update_quantize(u, s->global, t->clip, t->max_value, words,
-                                 (size_t)t->length, &clipped, err);
-    if (st == FF_OK && clipped > 0)
-        FF_WARN("secagg: %zu weighted values beyond the clip %g were "
-                "clipped", clipped, (double)t->clip);
+    st = poll->site_dp.mode == FF_WIRE_SITE_DP_NONE
+             ? words_weighted(s, t, u, words, err)
+             : words_site_dp(poll, u, words, err);
 
     /* The header reveals no counts or loss: they are in the sum. */
     memset(u->header.group_examples, 0, sizeof u->header.group_examples);
@@ -356,6 +494,7 @@ static ff_status round_secagg(ff_site *s, const ff_wire_poll_reply *poll,
     r.task = t;
     r.words = words;
     r.header = &u->header;
+    r.wrap = dist;
     r.rpc_timeout = s->cfg.rpc_timeout;
     r.transfer_timeout = s->cfg.transfer_timeout;
     r.stage_timeout = s->cfg.transfer_timeout;
@@ -366,34 +505,158 @@ static ff_status round_secagg(ff_site *s, const ff_wire_poll_reply *poll,
     return st;
 }
 
-/* Trains round `round` and sends the update. Returns FF_ERR_RPC only when
- * giving up on the coordinator; every other fault ends just this round. */
-static ff_status round_run(ff_site *s, const ff_wire_poll_reply *poll,
-                           ff_error *err)
+/* Sends the update in the round's format: plain (clipped to the site DP
+ * clip in central mode) or through secure aggregation. */
+static ff_status round_send(ff_site *s, const ff_wire_poll_reply *poll,
+                            ff_site_update *u, ff_error *err)
 {
-    ff_train_config cfg;
-    ff_train_stats stats;
+    const ff_wire_site_dp_task *d = &poll->site_dp;
+    double norm = 0.0;
+    ff_status st;
+
+    if (poll->secagg)
+        return round_secagg(s, poll, u, err);
+    if (d->mode == FF_WIRE_SITE_DP_CENTRAL) {
+        st = ff_site_update_clip(u, d->clip, d->report_unclipped, &norm,
+                                 err);
+        if (st != FF_OK)
+            return st;
+        FF_INFO("site dp (central): update norm %.4g, clip %g", norm,
+                d->clip);
+    }
+    return round_upload(s, u, err);
+}
+
+/* One "dp" METRIC line: what the round spent (or would have). */
+static void dp_metric(const ff_site *s, const ff_site_dp_round *r,
+                      const char *status)
+{
+    ff_metric("dp", "site=%s round=%d status=%s epsilon=%.6g delta=%g "
+              "budget=%g sigma=%.6g sigma_eff=%.6g q=%.6g steps=%lld",
+              s->cfg.id, r->round, status, r->epsilon_after, r->delta,
+              r->budget, r->sigma, r->sigma_eff, r->q, (long long)r->steps);
+}
+
+/* Declines a round that would overspend: WARN, METRIC, and an upload
+ * whose header says refused with the reason (no chunks). */
+static ff_status round_refuse(ff_site *s, const ff_wire_poll_reply *poll,
+                              const ff_site_dp_round *dp, ff_error *err)
+{
     ff_site_update u;
     ff_status st;
 
+    FF_WARN("privacy: refusing round %d: %s", (int)poll->round, dp->reason);
+    dp_metric(s, dp, "refused");
+    memset(&u, 0, sizeof u);
+    snprintf(u.header.site_id, sizeof u.header.site_id, "%s", s->cfg.id);
+    u.header.round = poll->round;
+    u.header.param_count = ff_model_param_count(s->global);
+    u.header.n_groups = FF_GROUP_COUNT;
+    ff_site_dp_header_fill(&u.header, dp);
+    st = round_upload(s, &u, err);
+    return st;
+}
+
+/* Trains the local model, with DP-SGD when dp is not NULL. */
+static ff_status round_train(ff_site *s, const ff_wire_poll_reply *poll,
+                             const ff_site_dp_round *dp,
+                             ff_train_stats *stats, ff_error *err)
+{
+    ff_train_config cfg;
+    ff_dp_sgd sgd;
+
+    train_config_from_wire(&poll->config, &cfg);
+    if (dp != NULL) {
+        ff_site_dp_sgd_init(&sgd, dp);
+        cfg.dp = &sgd;
+        FF_INFO("privacy: DP-SGD with noise multiplier %.4g, clip %g, "
+                "q %.4g, %lld steps", dp->sigma, dp->clip, dp->q,
+                (long long)dp->steps);
+    }
+    return ff_model_train(s->local, &s->data, &cfg, stats, err);
+}
+
+/* Under DP-SGD the header must not reveal what the Poisson draws decided
+ * (how many records the batches held, the loss on them: neither is
+ * noised). It carries the records holding each modality instead, the
+ * counts the site registered with, and no loss or accuracy. */
+static void header_hide_draws(const ff_site *s, ff_wire_update_header *h)
+{
+    int m;
+
+    for (m = 0; m < FF_MOD_COUNT; m++)
+        h->group_examples[m] = s->report.present[m];
+    h->group_examples[FF_GROUP_HEAD] = s->data.count;
+    h->train_loss = 0.0;
+    h->train_accuracy = 0.0;
+}
+
+/* Records a trained round in the ledger (before anything is sent) and
+ * reports it in the header, the log and a METRIC line. */
+static ff_status round_account(ff_site *s, ff_site_dp_round *dp,
+                               const ff_train_stats *stats,
+                               ff_site_update *u, ff_error *err)
+{
+    ff_status st = ff_site_dp_record(&s->ledger, dp, stats->dp_steps, err);
+
+    if (st != FF_OK)
+        return ff_error_wrap(err, st, "the round is not sent: its privacy "
+                             "spend could not be recorded");
+    header_hide_draws(s, &u->header);
+    ff_site_dp_header_fill(&u->header, dp);
+    FF_INFO("privacy: round %d spent, epsilon %.3g of budget %g (delta %g)",
+            dp->round, dp->epsilon_after, dp->budget, dp->delta);
+    dp_metric(s, dp, "spent");
+    return FF_OK;
+}
+
+/* Trains round `round` and sends the update, or refuses the round when
+ * the site's privacy budget would be exceeded. Returns FF_ERR_RPC only
+ * when giving up on the coordinator; every other fault (an unwritable
+ * ledger too: then nothing is sent) ends just this round. */
+static ff_status round_run(ff_site *s, const ff_wire_poll_reply *poll,
+                           ff_error *err)
+{
+    const ff_site_privacy_config *pc = &s->cfg.privacy;
+    ff_site_dp_round dp;
+    ff_train_stats stats;
+    ff_site_update u;
+    ff_status st = FF_OK;
+
     memset(&u, 0, sizeof u);
     memset(&stats, 0, sizeof stats);
+    memset(&dp, 0, sizeof dp);
     FF_INFO("round %d: training on version %d", (int)poll->round,
             (int)poll->model_version);
-    st = round_download(s, poll->round, err);
-    if (st == FF_OK) {
-        train_config_from_wire(&poll->config, &cfg);
-        st = ff_model_train(s->local, &s->data, &cfg, &stats, err);
+
+    /* The budget first: a round that would overspend is refused before
+     * anything is downloaded or trained. */
+    if (pc->dp) {
+        st = ff_site_dp_check(&s->ledger, pc, poll->round,
+                              (int)poll->config.epochs, s->data.count,
+                              ff_model_param_count(s->local), &dp, err);
+        if (st == FF_OK && dp.refuse)
+            st = round_refuse(s, poll, &dp, err);
     }
-    if (st == FF_OK)
+
+    /* Train, account, then send. */
+    if (st == FF_OK && !dp.refuse)
+        st = round_download(s, poll->round, err);
+    if (st == FF_OK && !dp.refuse)
+        st = round_train(s, poll, pc->dp ? &dp : NULL, &stats, err);
+    if (st == FF_OK && !dp.refuse)
         st = ff_site_update_prepare(s->cfg.id, poll->round, s->global,
                                     s->local, &stats, &u, err);
-    if (st == FF_OK) {
+    if (st == FF_OK && !dp.refuse && pc->dp)
+        st = round_account(s, &dp, &stats, &u, err);
+    if (st == FF_OK && !dp.refuse) {
+        if (!pc->dp)
+            ff_metric("dp", "site=%s round=%d status=off epsilon=inf",
+                      s->cfg.id, (int)poll->round);
         ff_metric("site_round", "site=%s round=%d loss=%.4f accuracy=%.4f "
                   "examples=%zu seconds=%.2f", s->cfg.id, (int)poll->round,
                   stats.loss, stats.accuracy, stats.examples, stats.seconds);
-        st = poll->secagg ? round_secagg(s, poll, &u, err)
-                          : round_upload(s, &u, err);
+        st = round_send(s, poll, &u, err);
     }
     ff_site_update_cleanup(&u);
 

@@ -11,9 +11,11 @@
 
 typedef struct ff_site ff_site;
 
-/* Loads the manifest (logging its load report), computes its digest and
- * prepares the models and the channel. cfg is copied; *out owned by the
- * caller. Errors: those of ff_dataset_load, FF_ERR_NOMEM, FF_ERR_ARG. */
+/* Loads the manifest (logging its load report), computes its digest,
+ * opens the privacy ledger (when dp is on) and prepares the models and the
+ * channel. cfg is copied; *out owned by the caller. Errors: those of
+ * ff_dataset_load and ff_site_ledger_load (FF_ERR_FORMAT: a corrupt
+ * ledger, which the site never resets), FF_ERR_NOMEM, FF_ERR_ARG. */
 FF_MUST_USE ff_status ff_site_create(ff_site **out, const ff_site_config *cfg,
                                      ff_error *err);
 
@@ -22,9 +24,11 @@ void ff_site_destroy(ff_site *s);
 
 /*
  * Registers, then polls and trains the rounds it is asked to until the
- * coordinator says FINISHED (returns FF_OK). A failed call is retried with
- * backoff; a fault in one round (bad model, diverged training, refused
- * update) is logged and the site goes on polling. Errors: FF_ERR_REJECTED
+ * coordinator says FINISHED (returns FF_OK). A round that would exceed the
+ * site's privacy budget is refused (WARN, METRIC, a refusal upload) and
+ * the site goes on polling. A failed call is retried with backoff; a
+ * fault in one round (bad model, diverged training, refused update) is
+ * logged and the site goes on polling. Errors: FF_ERR_REJECTED
  * (the coordinator refused this site), FF_ERR_RPC (the coordinator stayed
  * unreachable for cfg->retry_seconds).
  */

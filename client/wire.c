@@ -11,6 +11,7 @@
 #include "fedfuse.pb-c.h"
 
 #include "../model/ff_input.h"
+#include "../privacy/ff_dp.h"
 #include "../proto/ff_wire_codec.h"
 
 /* A site id every request must carry. */
@@ -101,6 +102,24 @@ ff_status ff_site_wire_update_header_encode(const ff_wire_update_header *h,
     hm.train_loss = h->train_loss;
     hm.train_accuracy = h->train_accuracy;
     hm.masked = h->masked != 0;
+
+    /* A refusal and the record-level DP report (texts bounded here). */
+    if (strlen(h->refusal) > FF_WIRE_TEXT_MAX ||
+        strlen(h->dp_mechanism) > FF_WIRE_OPTIMIZER_MAX)
+        return ff_error_set(err, FF_ERR_ARG,
+                            "update header: refusal or dp mechanism is "
+                            "too long");
+    hm.refused = h->refused != 0;
+    hm.refusal = (char *)h->refusal;
+    hm.dp_mechanism = (char *)h->dp_mechanism;
+    hm.dp_epsilon = h->dp_epsilon;
+    hm.dp_delta = h->dp_delta;
+    hm.dp_epsilon_budget = h->dp_epsilon_budget;
+    hm.dp_noise_multiplier = h->dp_noise_multiplier;
+    hm.dp_clip = h->dp_clip;
+    hm.dp_sampling_rate = h->dp_sampling_rate;
+    hm.dp_steps = h->dp_steps;
+    hm.unclipped = h->unclipped != 0;
     m.kind_case = FEDFUSE__UPDATE_MESSAGE__KIND_HEADER;
     m.header = &hm;
     return ff_wire_pack(&m.base, out, err);
@@ -222,6 +241,88 @@ static ff_status task_decode(const Fedfuse__SecAggTask *t,
     return FF_OK;
 }
 
+/* Checks the fields of a distributed (DDGauss) task; values come from the
+ * network, so each is range-checked before anything uses it. */
+static ff_status site_dp_ddgauss_check(const Fedfuse__SiteDpTask *t,
+                                       ff_error *err)
+{
+    if (t->bits < 2 || t->bits > 32)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "site_dp: bits %u not in 2..32",
+                            (unsigned)t->bits);
+    if (t->padded == 0 || (t->padded & (t->padded - 1)) != 0 ||
+        t->padded > FF_DP_MAX_LENGTH)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "site_dp: padded %llu is not a power of two in "
+                            "1..%llu", (unsigned long long)t->padded,
+                            (unsigned long long)FF_DP_MAX_LENGTH);
+    if (!isfinite(t->scale) || t->scale <= 0.0)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "site_dp: scale %g is not finite and > 0",
+                            t->scale);
+    if (!(t->beta >= 0.0 && t->beta < 1.0))
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "site_dp: beta %g not in [0, 1)", t->beta);
+    if (!isfinite(t->local_sigma2) || t->local_sigma2 < 0.0)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "site_dp: local_sigma2 %g is not finite and "
+                            ">= 0", t->local_sigma2);
+    if (t->sites < 1 || t->sites > FF_WIRE_SECAGG_MAX_SITES)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "site_dp: sites %u not in 1..%u",
+                            (unsigned)t->sites,
+                            (unsigned)FF_WIRE_SECAGG_MAX_SITES);
+    if (t->rotation_seed.len != 32)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "site_dp: rotation seed of %zu bytes, "
+                            "expected 32", t->rotation_seed.len);
+    return FF_OK;
+}
+
+/* Range-checks and copies the site-level DP task of a TRAIN. The model's
+ * parameter count is not known here: the update builder checks padded
+ * against it. */
+static ff_status site_dp_decode(const Fedfuse__SiteDpTask *t, int secagg,
+                                ff_wire_site_dp_task *out, ff_error *err)
+{
+    ff_status st;
+
+    memset(out, 0, sizeof *out);
+    if ((int)t->mode != FEDFUSE__SITE_DP_MODE__SITE_DP_NONE &&
+        (int)t->mode != FEDFUSE__SITE_DP_MODE__SITE_DP_CENTRAL &&
+        (int)t->mode != FEDFUSE__SITE_DP_MODE__SITE_DP_DISTRIBUTED)
+        return ff_error_set(err, FF_ERR_FORMAT, "site_dp: unknown mode %d",
+                            (int)t->mode);
+    if (t->mode == FEDFUSE__SITE_DP_MODE__SITE_DP_NONE)
+        return FF_OK;
+    if (!isfinite(t->clip) || t->clip <= 0.0)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "site_dp: clip %g is not finite and > 0",
+                            t->clip);
+    out->mode = (ff_wire_site_dp_mode)t->mode;
+    out->clip = t->clip;
+    out->report_unclipped = t->report_unclipped != 0;
+    if (t->mode != FEDFUSE__SITE_DP_MODE__SITE_DP_DISTRIBUTED)
+        return FF_OK;
+
+    /* Distributed: the DDGauss parameters, under secure aggregation. */
+    if (!secagg)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "site_dp: distributed mode without secure "
+                            "aggregation");
+    st = site_dp_ddgauss_check(t, err);
+    if (st != FF_OK)
+        return st;
+    out->bits = t->bits;
+    out->padded = t->padded;
+    out->scale = t->scale;
+    out->beta = t->beta;
+    out->local_sigma2 = t->local_sigma2;
+    out->sites = t->sites;
+    memcpy(out->rotation_seed, t->rotation_seed.data, 32);
+    return FF_OK;
+}
+
 void ff_site_wire_poll_reply_cleanup(ff_wire_poll_reply *r)
 {
     if (r == NULL)
@@ -261,12 +362,16 @@ ff_status ff_site_wire_poll_reply_decode(const uint8_t *buf, size_t len,
             st = task_decode(m->secagg, &out->task, err);
             out->secagg = st == FF_OK;
         }
+        if (st == FF_OK && m->site_dp != NULL)
+            st = site_dp_decode(m->site_dp, out->secagg, &out->site_dp, err);
     } else if (m->action != FEDFUSE__ACTION__ACTION_WAIT &&
                m->action != FEDFUSE__ACTION__ACTION_FINISHED) {
         st = ff_error_set(err, FF_ERR_FORMAT, "unknown action %d",
                           (int)m->action);
     }
     fedfuse__poll_reply__free_unpacked(m, NULL);
+    if (st != FF_OK)
+        ff_site_wire_poll_reply_cleanup(out);
     return st;
 }
 

@@ -36,8 +36,10 @@ FF_MUST_USE ff_status ff_site_wire_download_encode(const ff_wire_download *r,
                                                    ff_wire_bytes *out,
                                                    ff_error *err);
 
-/* Encodes an upload header; the site id is not validated here (the
- * coordinator does), so that tests can send a bad one. */
+/* Encodes an upload header, with its refusal and DP report fields; the
+ * site id is not validated here (the coordinator does), so that tests can
+ * send a bad one. Errors: FF_ERR_ARG also for a refusal over
+ * FF_WIRE_TEXT_MAX or a mechanism over FF_WIRE_OPTIMIZER_MAX bytes. */
 FF_MUST_USE ff_status ff_site_wire_update_header_encode(
     const ff_wire_update_header *h, ff_wire_bytes *out, ff_error *err);
 
@@ -52,7 +54,13 @@ FF_MUST_USE ff_status ff_site_wire_register_reply_decode(
 /* Decodes a PollReply; for TRAIN the config is range-checked (epochs
  * 1..1000, batch 1..65536, finite lr > 0, optimizer sgd|adam, lr schedule
  * constant|cosine, momentum and dropout in [0, 1), weight decay >= 0) and
- * round must be >= 1. */
+ * round must be >= 1. A site_dp task is checked too: mode known; for
+ * central and distributed a finite clip > 0; for distributed secure
+ * aggregation in the same reply, bits 2..32, padded a power of two in
+ * 1..FF_DP_MAX_LENGTH, finite scale > 0, beta in [0, 1), finite
+ * local_sigma2 >= 0, sites 1..FF_WIRE_SECAGG_MAX_SITES and a 32-byte
+ * rotation seed (padded against the parameter count is the update
+ * builder's check). On error out holds nothing to free. */
 FF_MUST_USE ff_status ff_site_wire_poll_reply_decode(const uint8_t *buf,
                                                      size_t len,
                                                      ff_wire_poll_reply *out,

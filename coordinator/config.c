@@ -28,6 +28,11 @@ void ff_coord_config_default(ff_coord_config *c)
     c->secagg_dropout = 0.34;
     c->secagg_corrupt = 0.1;
     c->secagg_max_uploads = 4;
+    c->site_dp = FF_WIRE_SITE_DP_NONE;
+    c->site_dp_clip = 1.0;
+    c->site_dp_noise = 1.0;
+    c->site_dp_bits = 20;
+    c->model_delta = 1e-5;
 }
 
 void ff_coord_config_usage(FILE *f)
@@ -65,6 +70,18 @@ void ff_coord_config_usage(FILE *f)
         "  --secagg-max-uploads N  uploads (masked or plain) buffered at\n"
         "                       once, 1..1024; more are answered busy and\n"
         "                       the site retries (4)\n"
+        "  --site-dp off|central|distributed\n"
+        "                       site-level DP of the model: central noise\n"
+        "                       added by the coordinator, or distributed\n"
+        "                       discrete Gaussian noise added by the sites\n"
+        "                       (needs --secagg on and 3+ sites); off\n"
+        "  --site-dp-clip C     L2 clip of each site's update (1.0)\n"
+        "  --site-dp-noise Z    noise multiplier: std Z x clip (1.0)\n"
+        "  --site-dp-bits B     distributed: sum modulo 2^B, 8..32 (20)\n"
+        "  --site-dp-adaptive on|off  adaptive clipping (off)\n"
+        "  --model-epsilon E --model-delta D\n"
+        "                       set the model's privacy budget at start;\n"
+        "                       a round that would exceed it is refused\n"
         "  --help               this text\n",
         f);
 }
@@ -125,6 +142,64 @@ static ff_status parse_optimizer(const char *v, ff_optimizer *out,
         return ff_error_set(err, FF_ERR_CONFIG,
                             "optimizer: '%s' is not sgd or adam", v);
     return FF_OK;
+}
+
+/* Parses "on" or "off" into *out. */
+static ff_status parse_on_off(const char *k, const char *v, int *out,
+                              ff_error *err)
+{
+    if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+        return ff_error_set(err, FF_ERR_CONFIG, "%s: '%s' is not on or off",
+                            k, v);
+    *out = strcmp(v, "on") == 0;
+    return FF_OK;
+}
+
+/* Site-level DP and model budget options; FF_ERR_NOT_FOUND for a key it
+ * does not know. */
+static ff_status set_privacy(ff_coord_config *c, const char *k,
+                             const char *v, ff_error *err)
+{
+    int bits = 0;
+    ff_status st;
+
+    if (strcmp(k, "site-dp") == 0) {
+        if (strcmp(v, "off") == 0)
+            c->site_dp = FF_WIRE_SITE_DP_NONE;
+        else if (strcmp(v, "central") == 0)
+            c->site_dp = FF_WIRE_SITE_DP_CENTRAL;
+        else if (strcmp(v, "distributed") == 0)
+            c->site_dp = FF_WIRE_SITE_DP_DISTRIBUTED;
+        else
+            return ff_error_set(err, FF_ERR_CONFIG, "site-dp: '%s' is not "
+                                "off, central or distributed", v);
+        return FF_OK;
+    }
+    if (strcmp(k, "site-dp-clip") == 0)
+        return ff_config_parse_double(v, 1e-9, 1e9, &c->site_dp_clip, k,
+                                      err);
+    if (strcmp(k, "site-dp-noise") == 0)
+        return ff_config_parse_double(v, 1e-3, 1e6, &c->site_dp_noise, k,
+                                      err);
+    if (strcmp(k, "site-dp-bits") == 0) {
+        st = ff_config_parse_int(v, 8, 32, &bits, k, err);
+        if (st == FF_OK)
+            c->site_dp_bits = (unsigned)bits;
+        return st;
+    }
+    if (strcmp(k, "site-dp-adaptive") == 0)
+        return parse_on_off(k, v, &c->site_dp_adaptive, err);
+    if (strcmp(k, "model-epsilon") == 0)
+        return ff_config_parse_double(v, 1e-9, 1e9, &c->model_epsilon, k,
+                                      err);
+    if (strcmp(k, "model-delta") == 0) {
+        st = ff_config_parse_double(v, 0.0, 1.0, &c->model_delta, k, err);
+        if (st == FF_OK && !(c->model_delta > 0.0 && c->model_delta < 1.0))
+            return ff_error_set(err, FF_ERR_CONFIG, "model-delta: must lie "
+                                "strictly between 0 and 1, got %s", v);
+        return st;
+    }
+    return FF_ERR_NOT_FOUND;
 }
 
 /* ---- one option, from a flag or an INI key ---- */
@@ -216,13 +291,8 @@ static ff_status set_option(void *ctx, const char *k, const char *v,
         return ff_config_parse_double(v, 0.1, 86400.0, &c->deadline, k, err);
     if (strcmp(k, "finish-grace") == 0)
         return ff_config_parse_double(v, 0.0, 3600.0, &c->finish_grace, k, err);
-    if (strcmp(k, "secagg") == 0) {
-        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
-            return ff_error_set(err, FF_ERR_CONFIG,
-                                "secagg: '%s' is not on or off", v);
-        c->secagg = strcmp(v, "on") == 0;
-        return FF_OK;
-    }
+    if (strcmp(k, "secagg") == 0)
+        return parse_on_off(k, v, &c->secagg, err);
     if (strcmp(k, "secagg-clip") == 0)
         return ff_config_parse_double(v, 1e-6, 1e9, &c->secagg_clip, k, err);
     if (strcmp(k, "secagg-stage-deadline") == 0)
@@ -245,6 +315,8 @@ static ff_status set_option(void *ctx, const char *k, const char *v,
     }
     st = set_train(c, k, v, err);
     if (st == FF_ERR_NOT_FOUND)
+        st = set_privacy(c, k, v, err);
+    if (st == FF_ERR_NOT_FOUND)
         return ff_error_set(err, FF_ERR_CONFIG, "unknown option '%s'", k);
     return st;
 }
@@ -253,7 +325,7 @@ static ff_status set_option(void *ctx, const char *k, const char *v,
 
 /* The INI sections that hold coordinator options. */
 static const char *const coord_sections[] = {"coordinator", "training",
-                                             NULL};
+                                             "privacy", NULL};
 
 ff_status ff_coord_config_parse(ff_coord_config *c, int argc, char **argv,
                                 int *help, ff_error *err)
@@ -289,5 +361,17 @@ ff_status ff_coord_config_check(const ff_coord_config *c, ff_error *err)
         return ff_error_set(err, FF_ERR_CONFIG,
                             "secagg on needs at least 3 known sites, got %d "
                             "(or give --secagg off)", c->n_sites);
+    if (c->site_dp == FF_WIRE_SITE_DP_DISTRIBUTED && !c->secagg)
+        return ff_error_set(err, FF_ERR_CONFIG,
+                            "site-dp distributed needs secure aggregation: "
+                            "give --secagg on (or --site-dp central)");
+    if (c->site_dp == FF_WIRE_SITE_DP_DISTRIBUTED && c->n_sites < 3)
+        return ff_error_set(err, FF_ERR_CONFIG,
+                            "site-dp distributed needs at least 3 known "
+                            "sites, got %d", c->n_sites);
+    if (c->site_dp_adaptive && c->site_dp == FF_WIRE_SITE_DP_NONE)
+        return ff_error_set(err, FF_ERR_CONFIG,
+                            "site-dp-adaptive on needs --site-dp central or "
+                            "distributed");
     return ff_config_check_address("listen", c->listen, 1, err);
 }

@@ -5,7 +5,7 @@
  * when neither the file nor a flag names one.
  *
  * INI keys are the flag names without the leading dashes ('_' and '-' are
- * the same), in the sections [coordinator] and [training]; see
+ * the same), in the sections [coordinator], [training] and [privacy]; see
  * deploy/coordinator.ini. Not thread-safe (called once at start).
  */
 #ifndef FF_COORD_CONFIG_H
@@ -45,6 +45,14 @@ typedef struct ff_coord_config {
     double secagg_dropout;  /* dropout rate the parameters tolerate */
     double secagg_corrupt;  /* colluding fraction they resist */
     int secagg_max_uploads; /* uploads buffered at once; more get "busy" */
+    /* site-level differential privacy (docs/privacy-accounting.md) */
+    ff_wire_site_dp_mode site_dp; /* off (NONE), central, distributed */
+    double site_dp_clip;    /* L2 clip of each site's whole update */
+    double site_dp_noise;   /* noise multiplier z (std z * clip) */
+    unsigned site_dp_bits;  /* distributed: secure sum modulo 2^bits */
+    int site_dp_adaptive;   /* adaptive clipping (Andrew et al. 2021) */
+    double model_epsilon;   /* > 0: set the model's budget at start */
+    double model_delta;     /* its delta (with model_epsilon) */
 } ff_coord_config;
 
 /* Fills c with the defaults. */
@@ -62,7 +70,8 @@ FF_MUST_USE ff_status ff_coord_config_parse(ff_coord_config *c, int argc,
                                             ff_error *err);
 
 /* Checks that c is complete and consistent (database, test manifest, at
- * least one site, 1 <= min_sites <= sites, ...). Errors: FF_ERR_CONFIG. */
+ * least one site, 1 <= min_sites <= sites; distributed site DP needs
+ * secagg on and 3 or more sites, ...). Errors: FF_ERR_CONFIG. */
 FF_MUST_USE ff_status ff_coord_config_check(const ff_coord_config *c,
                                             ff_error *err);
 

@@ -12,6 +12,8 @@
 
 #include "../dataset/ff_dataset.h"
 #include "../model/ff_model.h"
+#include "../privacy/ff_accountant.h"
+#include "../privacy/ff_dp.h"
 #include "../privacy/ff_secagg.h"
 #include "../registry/ff_registry.h"
 #include "aggregate.h"
@@ -59,7 +61,35 @@ typedef struct ff_fed_site {
     int has_key;               /* identity key pinned (trust on first use) */
     uint8_t identity[FF_WIRE_IDENTITY_BYTES];
     int sa_index;              /* number in the secagg round, or -1 */
+    int refused;               /* declined the round (its DP budget) */
+    int reported;              /* report holds this round's header */
+    ff_wire_update_header report; /* its refusal or DP report */
 } ff_fed_site;
+
+/* Site-level DP of the open round (privacy.c). Set by the main thread
+ * before the round's state becomes training; the sums are guarded by
+ * lock. */
+typedef struct ff_fed_dp_round {
+    int active;                /* site_dp is central or distributed */
+    int n_planned;             /* sites selected when the round opened */
+    double clip;               /* clip in force this round */
+    double z;                  /* configured noise multiplier */
+    double z_u;                /* z, or z_Delta with adaptive clipping */
+    double count_std;          /* adaptive clipping: std of the count */
+    double sigma_eff;          /* central: accounted multiplier */
+    double slack;              /* central: L2 slack of grid + quantising */
+    ff_ddgauss_params dd;      /* distributed: the round's parameters */
+    double *sum;               /* central, secagg off: running sum */
+    double unclipped;          /* sum of the sites' unclipped bits */
+    int arrived;               /* updates (or noise shares) in the sum */
+    double count_noised;       /* adaptive: the released noised count */
+    double clip_next;          /* the clip of the next round */
+    size_t wrapped;            /* distributed: coordinates near the edge */
+    double budget;             /* model budget's epsilon; INFINITY: none */
+    double delta;              /* its delta, or 1e-5 when none is set */
+    double round_eps;          /* this round alone (NAN before close) */
+    int sites_recorded;        /* the sites' ledger rows are written */
+} ff_fed_dp_round;
 
 struct ff_upload {
     int site;                  /* index into sites */
@@ -110,7 +140,83 @@ struct ff_federation {
     ff_secagg_msg sa_unmask[FF_COORD_MAX_SITES];
     char sa_reason[FF_WIRE_TEXT_MAX + 1];
     json_t *sa_record;         /* main thread: the round's protocol record */
+    double sa_clip;            /* per-coordinate clip sent with the task */
+
+    /* privacy (privacy.c): the model's accountant, rebuilt from the
+     * registry ledger at start; main thread only except dp sums */
+    ff_fed_dp_round dp;
+    ff_accountant acct;        /* site-level RDP of every released round */
+    int acct_unbounded;        /* a round was released without site DP */
+    double clip_now;           /* clip in force for the next round */
+    double model_eps;          /* the model's epsilon so far */
 };
+
+/* ---- privacy.c: site-level DP, the model's accountant and the ledger */
+
+/* At start: sets the model budget when configured (--model-epsilon),
+ * rebuilds the accountant and the adaptive clip from the registry ledger
+ * and allocates the central sum. Errors: FF_ERR_DB, FF_ERR_FORMAT (a
+ * ledger row the accountant cannot read), FF_ERR_NOMEM. */
+FF_MUST_USE ff_status ff_fed_privacy_restore(ff_federation *f,
+                                             ff_error *err);
+
+/* Prepares the site-level DP of round r for the selected sites (clip,
+ * noise, DDGauss parameters) and checks the model budget: *refused is 1
+ * when the round must not run (logged as WARN and written to the ledger
+ * as a "refused" model row). Main thread, lock not held. Errors: FF_ERR_DB
+ * (budget or ledger unreadable / unwritable). */
+FF_MUST_USE ff_status ff_fed_privacy_round_open(ff_federation *f, int r,
+                                                int n_selected, int *refused,
+                                                ff_error *err);
+
+/* Fills the site-DP task of a TRAIN reply (mode NONE when off). Lock
+ * held. */
+void ff_fed_site_dp_task(const ff_federation *f, ff_wire_site_dp_task *t);
+
+/* The secure aggregation layout under site DP: length, bits, max_value,
+ * wrap and the per-coordinate clip for n sites. Returns 0 when site DP is
+ * off (the caller keeps its own layout). Lock held. */
+int ff_fed_dp_secagg_layout(const ff_federation *f, uint32_t n,
+                            ff_secagg_config *c, double *clip);
+
+/* Central site DP with plain uploads: checks ||delta|| <= clip and adds
+ * the delta and its unclipped bit to the round's sum. Lock held. Errors:
+ * FF_ERR_REJECTED with the norm and the clip. */
+FF_MUST_USE ff_status ff_fed_dp_plain_add(ff_federation *f,
+                                          const float *delta, int unclipped,
+                                          ff_error *err);
+
+/* Closes the sum of a site-DP round: sum[0..p) is S (plain: taken from
+ * the running sum when NULL), arrived the inputs in it, unclipped the sum
+ * of their bits. Adds the central noise, updates the adaptive clip and
+ * adds S / n_planned to the aggregate. Lock held. Errors: FF_ERR_NOMEM,
+ * FF_ERR_NONFINITE, FF_ERR_ARG (noise failed). */
+FF_MUST_USE ff_status ff_fed_dp_close(ff_federation *f, float *sum,
+                                      int arrived, double unclipped,
+                                      ff_error *err);
+
+/* Secure sum of a site-DP round (words of the layout above): decodes S
+ * and closes the round with ff_fed_dp_close. Lock held. Errors as
+ * ff_fed_dp_close, FF_ERR_FORMAT (decoding failed). */
+FF_MUST_USE ff_status ff_fed_dp_secagg_sum(ff_federation *f,
+                                           const uint32_t *words,
+                                           uint32_t inputs, ff_error *err);
+
+/* After round r closed: writes one ledger row per site that reported or
+ * refused (aborted rounds too). Main thread. Errors: FF_ERR_DB. */
+FF_MUST_USE ff_status ff_fed_privacy_sites_record(ff_federation *f, int r,
+                                                  ff_error *err);
+
+/* Before publishing round r: adds the round to the accountant, writes the
+ * model's ledger row and returns the version's privacy JSON in *privacy
+ * (new reference). Main thread. Errors: FF_ERR_DB, FF_ERR_NOMEM,
+ * FF_ERR_INTERNAL (the accountant refused the round's numbers). */
+FF_MUST_USE ff_status ff_fed_privacy_model_record(ff_federation *f, int r,
+                                                  json_t **privacy,
+                                                  ff_error *err);
+
+/* Frees what privacy.c allocated. */
+void ff_fed_privacy_cleanup(ff_federation *f);
 
 /* Runs the secure aggregation stages of round r, which is open (state
  * training, sites selected): on success the round's aggregate holds the
@@ -130,6 +236,11 @@ int ff_fed_secagg_task(ff_federation *f, int i, ff_wire_secagg_task *task);
 FF_MUST_USE ff_status ff_fed_secagg_upload_check(ff_federation *f, int i,
                                                  size_t *expected,
                                                  ff_error *err);
+
+/* Checks that site i may still refuse the secure round: it has not
+ * advertised keys. Lock held. Errors: FF_ERR_REJECTED with the reason. */
+FF_MUST_USE ff_status ff_fed_secagg_refusal_check(ff_federation *f, int i,
+                                                  ff_error *err);
 
 /* Adds a complete masked vector (little-endian words) of site i to the
  * secure sum. Lock held. Errors: FF_ERR_REJECTED with the reason. */

@@ -333,6 +333,8 @@ ff_status ff_federation_create(ff_federation **out,
     if (st == FF_OK)
         st = identities_restore(f, err);
     if (st == FF_OK)
+        st = ff_fed_privacy_restore(f, err);
+    if (st == FF_OK)
         st = ff_fed_blob_make(f->global, f->version, &f->blob, err);
     if (st != FF_OK) {
         ff_federation_destroy(f);
@@ -349,6 +351,7 @@ void ff_federation_destroy(ff_federation *f)
         return;
     ff_federation_blob_release(f, f->blob);
     ff_fed_secagg_clear(f);
+    ff_fed_privacy_cleanup(f);
     json_decref(f->sa_record);
     ff_aggregate_destroy(f->agg);
     ff_model_destroy(f->candidate);
@@ -563,6 +566,7 @@ ff_status ff_federation_poll(ff_federation *f, const ff_wire_poll *req,
         reply->config.seed = f->cfg.train.seed + (uint64_t)f->round * 7919u +
                              (uint64_t)i;
         reply->secagg = ff_fed_secagg_task(f, i, &reply->task);
+        ff_fed_site_dp_task(f, &reply->site_dp);
         if (f->cfg.secagg && !reply->secagg)
             reply->action = FF_WIRE_WAIT;   /* stages not set up (yet) */
     } else {

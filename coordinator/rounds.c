@@ -175,12 +175,24 @@ static double setting(float v)
     return strtod(buf, NULL);
 }
 
+/* The site-level DP of the round as recorded with rounds and versions. */
+static json_t *site_dp_json(const ff_federation *f)
+{
+    static const char *const modes[] = {"off", "central", "distributed"};
+
+    if (!f->dp.active)
+        return json_pack("{s:s}", "mode", "off");
+    return json_pack("{s:s, s:f, s:f, s:b, s:i}", "mode",
+                     modes[f->cfg.site_dp], "clip", f->dp.clip, "z",
+                     f->dp.z, "adaptive", f->cfg.site_dp_adaptive,
+                     "planned_sites", f->dp.n_planned);
+}
+
 /* The training configuration as recorded with rounds and versions. */
 static json_t *train_config_json(const ff_federation *f)
 {
     const ff_train_config *t = &f->cfg.train;
-
-    return json_pack("{s:s, s:i, s:i, s:f, s:s, s:s, s:f, s:f, s:f, s:I, "
+    json_t *j = json_pack("{s:s, s:i, s:i, s:f, s:s, s:s, s:f, s:f, s:f, s:I, "
                      "s:i, s:f, s:O?}",
                      "protocol", f->cfg.secagg ? "secagg+" : "fedavg",
                      "epochs", t->epochs, "batch",
@@ -194,6 +206,10 @@ static json_t *train_config_json(const ff_federation *f)
                      (json_int_t)t->seed, "min_sites", f->cfg.min_sites,
                      "deadline_s", f->cfg.deadline, "secagg",
                      f->sa_record);
+
+    if (j != NULL)
+        json_object_set_new(j, "site_dp", site_dp_json(f));
+    return j;
 }
 
 /* Selects the alive sites for round r and resets the running sum; returns
@@ -214,6 +230,8 @@ static json_t *round_select(ff_federation *f, int r, int *n_selected)
         s->selected = site_alive(f, s, now);
         s->contributed = 0;
         s->examples = 0;
+        s->refused = 0;
+        s->reported = 0;
         if (s->selected) {
             ++*n_selected;
             json_array_append_new(ids, json_string(s->id));
@@ -224,14 +242,16 @@ static json_t *round_select(ff_federation *f, int r, int *n_selected)
     return ids;
 }
 
-/* Every selected site has sent an accepted update. Lock held. */
+/* Every selected site has sent an accepted update or refused the round.
+ * Lock held. */
 static int all_contributed(const ff_federation *f, void *arg)
 {
     int i;
 
     (void)arg;
     for (i = 0; i < f->n_sites; i++)
-        if (f->sites[i].selected && !f->sites[i].contributed)
+        if (f->sites[i].selected && !f->sites[i].contributed &&
+            !f->sites[i].refused)
             return 0;
     return 1;
 }
@@ -248,7 +268,7 @@ static int stragglers_drop(ff_federation *f, int r)
         ff_fed_site *s = &f->sites[i];
         if (s->selected && s->contributed) {
             n_contrib++;
-        } else if (s->selected) {
+        } else if (s->selected && !s->refused) {
             s->dropped = 1;
             strcpy(dropped[n_dropped++], s->id);
         }
@@ -264,13 +284,30 @@ static int stragglers_drop(ff_federation *f, int r)
     return n_contrib;
 }
 
+/* Writes the sites' ledger rows of round r once (what they spent or
+ * refused stands whatever happens to the round). */
+static ff_status sites_record_once(ff_federation *f, int r, ff_error *err)
+{
+    ff_status st;
+
+    if (f->dp.sites_recorded)
+        return FF_OK;
+    st = ff_fed_privacy_sites_record(f, r, err);
+    if (st != FF_OK)
+        FF_ERROR("round %d: the sites' privacy ledger rows were not "
+                 "written: %s", r, ff_error_text(err));
+    return st;
+}
+
 /* Aborts round r in the registry with a reason (logged). */
 static ff_status round_abort(ff_federation *f, int r, const char *reason,
                              ff_error *err)
 {
+    ff_error e2 = {0};
     ff_status st;
 
     FF_WARN("round %d aborted: %s; nothing published", r, reason);
+    (void)sites_record_once(f, r, &e2);
     st = ff_registry_round_abort(f->reg, f->cfg.model, r, reason, err);
     if (st != FF_OK)
         FF_ERROR("round %d abort not recorded: %s", r, ff_error_text(err));
@@ -399,6 +436,17 @@ static ff_status round_publish(ff_federation *f, int r, ff_error *err)
     }
     ff_fed_hex(blob->digest, sizeof blob->digest, hex);
 
+    /* Nothing is released before the ledger holds what it costs. */
+    st = sites_record_once(f, r, err);
+    if (st == FF_OK)
+        st = ff_fed_privacy_model_record(f, r, &v.privacy, err);
+    if (st != FF_OK) {
+        char why[FF_WIRE_TEXT_MAX];
+        snprintf(why, sizeof why, "privacy ledger: %s", ff_error_text(err));
+        ff_federation_blob_release(f, blob);
+        return round_abort(f, r, why, err);
+    }
+
     /* One transaction: version, contributions, round finished. */
     v.model = f->cfg.model;
     v.round = r;
@@ -412,6 +460,7 @@ static ff_status round_publish(ff_federation *f, int r, ff_error *err)
     st = ff_registry_version_publish(f->reg, &v, &version, err);
     json_decref(v.train_config);
     json_decref(v.metrics);
+    json_decref(v.privacy);
     if (st != FF_OK) {
         FF_ERROR("round %d: version not published: %s", r,
                  ff_error_text(err));
@@ -424,23 +473,56 @@ static ff_status round_publish(ff_federation *f, int r, ff_error *err)
     return FF_OK;
 }
 
-/* Runs round r from selection to publication or abort. Errors: FF_ERR_DB
+/* Undoes the selection of a round the budget refused. */
+static void round_unselect(ff_federation *f, int r)
+{
+    int i;
+
+    pthread_mutex_lock(&f->lock);
+    for (i = 0; i < f->n_sites; i++)
+        f->sites[i].selected = 0;
+    f->round = r - 1;
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Central site DP with plain uploads: noise and add the closed sum. */
+static ff_status round_dp_close(ff_federation *f, int n_contrib,
+                                ff_error *err)
+{
+    ff_status st;
+
+    pthread_mutex_lock(&f->lock);
+    st = ff_fed_dp_close(f, NULL, n_contrib, f->dp.unclipped, err);
+    pthread_mutex_unlock(&f->lock);
+    return st;
+}
+
+/* Runs round r from selection to publication or abort; *exhausted is 1
+ * when the model budget refused it (nothing opened). Errors: FF_ERR_DB
  * (the round could not be recorded). */
-static ff_status round_run(ff_federation *f, int r, ff_error *err)
+static ff_status round_run(ff_federation *f, int r, int *exhausted,
+                           ff_error *err)
 {
     json_t *config;
     json_t *ids;
-    char why[160];
+    char why[FF_WIRE_TEXT_MAX];
     int n_selected, n_contrib, stopped;
     ff_status st;
 
-    /* Open: select, record, then let sites train. */
+    /* Open: select, check the budget, record, then let sites train. */
+    *exhausted = 0;
     json_decref(f->sa_record);
     f->sa_record = NULL;
-    config = train_config_json(f);
     snprintf(why, sizeof why, "round=%d", r);
     ff_log_set_context(why);
     ids = round_select(f, r, &n_selected);
+    st = ff_fed_privacy_round_open(f, r, n_selected, exhausted, err);
+    if (st != FF_OK || *exhausted) {
+        json_decref(ids);
+        round_unselect(f, r);
+        return st;
+    }
+    config = train_config_json(f);
     json_object_set_new(config, "sites", ids);
     st = ff_registry_round_start(f->reg, f->cfg.model, r, config, err);
     json_decref(config);
@@ -492,6 +574,10 @@ static ff_status round_run(ff_federation *f, int r, ff_error *err)
                  "accepted update", n_contrib, f->cfg.min_sites);
         return round_abort(f, r, why, err);
     }
+    if (f->dp.active && (st = round_dp_close(f, n_contrib, err)) != FF_OK) {
+        snprintf(why, sizeof why, "site-level DP: %s", ff_error_text(err));
+        return round_abort(f, r, why, err);
+    }
     return round_publish(f, r, err);
 }
 
@@ -536,6 +622,7 @@ ff_status ff_federation_run(ff_federation *f, ff_error *err)
     char why[FF_WIRE_TEXT_MAX];
     ff_status st = FF_OK;
     int first = 1, attempted = 0, start_version = f->version;
+    int exhausted = 0;
 
     /* Rounds until the last one, each preceded by a wait for sites. */
     set_state(f, FF_FED_WAITING, "ready");
@@ -544,10 +631,13 @@ ff_status ff_federation_run(ff_federation *f, ff_error *err)
         if (st != FF_OK || stop_requested(f, NULL, 0))
             break;
         first = 0;
-        attempted++;
-        st = round_run(f, f->round + 1, err);
-        if (st != FF_OK)
+        st = round_run(f, f->round + 1, &exhausted, err);
+        if (st == FF_OK && exhausted)
+            FF_INFO("the model's privacy budget admits no further round: "
+                    "the federation ends after round %d", f->round);
+        if (st != FF_OK || exhausted)
             break;
+        attempted++;
         if (!stop_requested(f, NULL, 0))
             set_state(f, FF_FED_WAITING, "round over");
     }
@@ -563,7 +653,9 @@ ff_status ff_federation_run(ff_federation *f, ff_error *err)
     if (st != FF_OK)
         snprintf(why, sizeof why, "%s", ff_error_text(err));
     else if (!stop_requested(f, why, sizeof why))
-        snprintf(why, sizeof why, "federation finished");
+        snprintf(why, sizeof why, "%s", exhausted
+                 ? "federation finished: the model's privacy budget is spent"
+                 : "federation finished");
     set_state(f, FF_FED_STOPPED, why);
     ff_fed_audit(f, "coordinator.stopped", NULL,
                  json_pack("{s:s, s:i, s:i}", "reason", why, "round",

@@ -111,9 +111,14 @@ static int sa_setup(ff_federation *f, int r, char *why, size_t cap)
     memset(c, 0, sizeof *c);
     c->round = (uint64_t)r;
     c->n_sites = (uint32_t)n;
-    c->bits = FF_FED_SA_BITS;
-    c->length = (uint64_t)f->n_params + 1 + FF_GROUP_COUNT;
-    c->max_value = (uint32_t)(0xffffffffu / (uint32_t)n);
+
+    /* Site-level DP chooses its own layout (privacy.c). */
+    f->sa_clip = f->cfg.secagg_clip;
+    if (!ff_fed_dp_secagg_layout(f, (uint32_t)n, c, &f->sa_clip)) {
+        c->bits = FF_FED_SA_BITS;
+        c->length = (uint64_t)f->n_params + 1 + FF_GROUP_COUNT;
+        c->max_value = (uint32_t)(0xffffffffu / (uint32_t)n);
+    }
     randombytes_buf(c->graph_seed, sizeof c->graph_seed);
     if (ff_secagg_params_find((uint32_t)n, f->cfg.secagg_dropout,
                               f->cfg.secagg_corrupt, FF_SECAGG_SEMI_HONEST,
@@ -130,7 +135,7 @@ static int sa_setup(ff_federation *f, int r, char *why, size_t cap)
             "max_value=%u clip=%g", r, n, (unsigned)c->degree,
             (unsigned)c->threshold, (unsigned)c->bits,
             (unsigned long long)c->length, (unsigned)c->max_value,
-            f->cfg.secagg_clip);
+            f->sa_clip);
     sa_stage_set(f, FF_FED_SA_ADVERT, "round opened");
     return 0;
 }
@@ -156,7 +161,7 @@ int ff_fed_secagg_task(ff_federation *f, int i, ff_wire_secagg_task *task)
     task->length = c->length;
     task->max_value = c->max_value;
     memcpy(task->graph_seed, c->graph_seed, sizeof task->graph_seed);
-    task->clip = (float)f->cfg.secagg_clip;
+    task->clip = (float)f->sa_clip;
     return 1;
 }
 
@@ -175,6 +180,10 @@ static int sa_stuck(const ff_federation *f, int j, ff_secagg_progress at)
 {
     ff_secagg_progress p = sa_progress(f, j);
 
+    /* A site that refused the round left it before advertising keys:
+     * absent, but neither awaited nor dropped. */
+    if (at == FF_SECAGG_ABSENT && f->sites[f->sa_site[j]].refused)
+        return 0;
     if (at == FF_SECAGG_SHARED && p == FF_SECAGG_SHARED)
         return !f->sites[f->sa_site[j]].contributed;
     return p == at;
@@ -317,11 +326,27 @@ static int sa_finish(ff_federation *f, char *why, size_t cap)
     }
     if (ff_secagg_server_close_unmasking(f->sa, &pe) != FF_PRIVACY_OK ||
         ff_secagg_server_result_chunk(f->sa, 0, sum, m, &pe) !=
-            FF_PRIVACY_OK ||
-        ff_secagg_dequantize_sum(sum, p + 1, inputs,
+            FF_PRIVACY_OK) {
+        snprintf(why, cap, "secagg unmasking: %s",
+                 ff_privacy_error_text(&pe));
+        goto done;
+    }
+
+    /* Site-level DP: its own layout, noise and step size. */
+    if (f->dp.active) {
+        if (ff_fed_dp_secagg_sum(f, sum, inputs, &err) != FF_OK) {
+            snprintf(why, cap, "site-level DP sum: %s", ff_error_text(&err));
+            goto done;
+        }
+        f->loss_sum = 0.0;
+        sa_stage_set(f, FF_FED_SA_DONE, "sum unmasked");
+        rc = 0;
+        goto done;
+    }
+    if (ff_secagg_dequantize_sum(sum, p + 1, inputs,
                                  (float)f->cfg.secagg_clip, c->max_value,
                                  wsum, &pe) != FF_PRIVACY_OK) {
-        snprintf(why, cap, "secagg unmasking: %s",
+        snprintf(why, cap, "secagg dequantising: %s",
                  ff_privacy_error_text(&pe));
         goto done;
     }
@@ -347,24 +372,27 @@ done:
 /* Counts of one round for the registry. */
 typedef struct sa_counts {
     uint32_t selected, advert, share, mask, unmask; /* drops per stage */
+    uint32_t refused;          /* left before advertising (DP budget) */
 } sa_counts;
 
 /* The round's protocol record (train_config "secagg"). */
 static json_t *sa_record(const ff_federation *f, const sa_counts *d)
 {
     const ff_secagg_config *c = &f->sa_cfg;
-    uint32_t u1 = d->selected - d->advert, u2 = u1 - d->share;
+    uint32_t u1 = d->selected - d->advert - d->refused;
+    uint32_t u2 = u1 - d->share;
     uint32_t u3 = u2 - d->mask;
 
     return json_pack(
         "{s:s, s:i, s:i, s:i, s:I, s:I, s:f, s:f, s:f, s:{s:i, s:i, s:i, "
-        "s:i, s:i}, s:{s:i, s:i, s:i, s:i}}",
+        "s:i, s:i, s:i}, s:{s:i, s:i, s:i, s:i}}",
         "graph", c->degree + 1 == c->n_sites ? "complete" : "harary", "k",
         (int)c->degree, "t", (int)c->threshold, "b", (int)c->bits,
         "max_value", (json_int_t)c->max_value, "length",
-        (json_int_t)c->length, "clip", f->cfg.secagg_clip, "dropout",
+        (json_int_t)c->length, "clip", f->sa_clip, "dropout",
         f->cfg.secagg_dropout, "corrupt", f->cfg.secagg_corrupt, "sites",
-        "selected", (int)d->selected, "advertised", (int)u1, "shared",
+        "selected", (int)d->selected, "refused", (int)d->refused,
+        "advertised", (int)u1, "shared",
         (int)u2, "masked", (int)u3, "answered", (int)(u3 - d->unmask),
         "dropped", "advert", (int)d->advert, "share", (int)d->share, "mask",
         (int)d->mask, "unmask", (int)d->unmask);
@@ -391,7 +419,8 @@ void ff_fed_secagg_round(ff_federation *f, int r, int *aborted, char *why,
                          size_t cap)
 {
     double stage = f->cfg.secagg_stage_deadline;
-    sa_counts d = {0, 0, 0, 0, 0};
+    int j;
+    sa_counts d = {0, 0, 0, 0, 0, 0};
     int rc;
 
     /* Parameters and the server object. */
@@ -429,6 +458,8 @@ void ff_fed_secagg_round(ff_federation *f, int r, int *aborted, char *why,
 
     /* The record goes with the version; the library state goes now. */
     pthread_mutex_lock(&f->lock);
+    for (j = 0; f->sa != NULL && j < (int)f->sa_cfg.n_sites; j++)
+        d.refused += (uint32_t)f->sites[f->sa_site[j]].refused;
     if (f->sa != NULL)
         f->sa_record = sa_record(f, &d);
     ff_fed_secagg_clear(f);
@@ -437,6 +468,19 @@ void ff_fed_secagg_round(ff_federation *f, int r, int *aborted, char *why,
 }
 
 /* ---- masked uploads ---- */
+
+ff_status ff_fed_secagg_refusal_check(ff_federation *f, int i, ff_error *err)
+{
+    int j = f->sites[i].sa_index;
+
+    if (f->sa == NULL || j < 0 || f->sa_stage == FF_FED_SA_NONE)
+        return FF_OK;
+    if (sa_progress(f, j) != FF_SECAGG_ABSENT)
+        return ff_error_set(err, FF_ERR_REJECTED,
+                            "refusal after the site advertised its keys "
+                            "(a site refuses before training)");
+    return FF_OK;
+}
 
 ff_status ff_fed_secagg_upload_check(ff_federation *f, int i,
                                      size_t *expected, ff_error *err)

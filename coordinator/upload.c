@@ -77,10 +77,11 @@ static ff_status header_check_site(ff_federation *f,
     s = &f->sites[i];
     if (!s->registered)
         return ff_error_set(err, FF_ERR_REJECTED, "site is not registered");
-    if (h->round == f->round && s->contributed)
+    if (h->round == f->round && (s->contributed || s->refused))
         return ff_error_set(err, FF_ERR_REJECTED,
-                            "second update from the site in round %d",
-                            f->round);
+                            "second update from the site in round %d%s",
+                            f->round, s->refused ? " (it refused the round)"
+                                                 : "");
     if (h->round < f->round || (h->round == f->round &&
                                 f->state != FF_FED_TRAINING))
         return ff_error_set(err, FF_ERR_REJECTED,
@@ -99,6 +100,28 @@ static ff_status header_check_site(ff_federation *f,
                             "another upload from the site is in progress");
     *idx = i;
     return FF_OK;
+}
+
+/* Whether the update was trained with DP-SGD: Poisson batches may draw
+ * more records in an epoch than the site holds, so its counts are capped
+ * at the registered count (upload_weights_cap) rather than refused. */
+static int dp_sgd(const ff_wire_update_header *h)
+{
+    return strcmp(h->dp_mechanism, "dp-sgd") == 0;
+}
+
+/* Caps the weights of a DP-SGD update at the site's registered records.
+ * Lock not needed: example_count is set at registration only. */
+static void upload_weights_cap(const ff_federation *f, ff_upload *u)
+{
+    uint64_t most = f->sites[u->site].example_count;
+    uint32_t g;
+
+    if (!dp_sgd(&u->header))
+        return;
+    for (g = 0; g < u->header.n_groups; g++)
+        if (u->header.group_examples[g] > most)
+            u->header.group_examples[g] = most;
 }
 
 /* Checks what the header announces. Lock held. */
@@ -125,7 +148,7 @@ static ff_status header_check_shape(ff_federation *f,
         return ff_error_set(err, FF_ERR_REJECTED,
                             "wrong group count: %u, the model has %d",
                             (unsigned)h->n_groups, FF_GROUP_COUNT);
-    for (g = 0; g < h->n_groups; g++)
+    for (g = 0; g < h->n_groups && !dp_sgd(h); g++)
         if (h->group_examples[g] > f->sites[i].example_count)
             return ff_error_set(err, FF_ERR_REJECTED,
                                 "group %s claims %llu examples, the site "
@@ -134,6 +157,20 @@ static ff_status header_check_shape(ff_federation *f,
                                 (unsigned long long)h->group_examples[g],
                                 (unsigned long long)
                                     f->sites[i].example_count);
+    return FF_OK;
+}
+
+/* Admits a refusal (no data follows): it needs no buffer, so it takes
+ * no capped slot, only the site's in-progress mark. Lock held. */
+static ff_status refusal_admit(ff_federation *f, int i, ff_error *err)
+{
+    ff_status st = ff_fed_secagg_refusal_check(f, i, err);
+
+    if (st != FF_OK)
+        return st;
+    f->uploads_in_flight++;
+    f->sites[i].uploading = 1;
+    f->sites[i].last_seen = ff_fed_now();
     return FF_OK;
 }
 
@@ -175,12 +212,16 @@ ff_status ff_federation_upload_begin(ff_federation *f,
     *retry_after_ms = 0;
     pthread_mutex_lock(&f->lock);
     st = header_check_site(f, h, &i, err);
-    if (st == FF_OK)
+    if (st == FF_OK && h->refused) {
+        expected = 0;      /* a refusal brings no update */
+        st = refusal_admit(f, i, err);
+    } else if (st == FF_OK) {
         st = header_check_shape(f, h, i, err);
-    if (st == FF_OK && h->masked)
-        st = ff_fed_secagg_upload_check(f, i, &expected, err);
-    if (st == FF_OK)
-        st = slot_take(f, i, &log_busy, err);
+        if (st == FF_OK && h->masked)
+            st = ff_fed_secagg_upload_check(f, i, &expected, err);
+        if (st == FF_OK)
+            st = slot_take(f, i, &log_busy, err);
+    }
     pthread_mutex_unlock(&f->lock);
 
     /* Busy is no refusal: no audit row, one line per site and round. */
@@ -202,7 +243,8 @@ ff_status ff_federation_upload_begin(ff_federation *f,
         u->site = i;
         u->header = *h;
         u->expected = expected;
-        u->bytes = malloc(u->expected);
+        u->bytes = malloc(u->expected > 0 ? u->expected : 1);
+        upload_weights_cap(f, u);
     }
     if (u == NULL || u->bytes == NULL) {
         pthread_mutex_lock(&f->lock);
@@ -268,6 +310,15 @@ static ff_status upload_add(ff_federation *f, ff_upload *up, ff_error *err)
         return ff_error_set(err, FF_ERR_REJECTED,
                             "round %d closed before the update completed",
                             (int)h->round);
+
+    /* A refusal: the site leaves this round, neither dropped nor late. */
+    if (h->refused) {
+        s->refused = 1;
+        s->report = *h;
+        s->reported = 1;
+        pthread_cond_broadcast(&f->cond);
+        return FF_OK;
+    }
     if (h->masked) {
         st = ff_fed_secagg_upload_add(f, up->site, up->bytes, up->received,
                                       err);
@@ -275,15 +326,29 @@ static ff_status upload_add(ff_federation *f, ff_upload *up, ff_error *err)
             return st;
         s->contributed = 1;
         s->examples = 0;
+        s->report = *h;
+        s->reported = 1;
         pthread_cond_broadcast(&f->cond);
         return FF_OK;
     }
-    st = ff_aggregate_add(f->agg, (const float *)(const void *)up->bytes,
-                          f->n_params, h->group_examples, (int)h->n_groups,
-                          err);
-    if (st != FF_OK)
-        return ff_error_wrap(err, FF_ERR_REJECTED, "invalid values");
+
+    /* Site-level DP sums clipped deltas unweighted; FedAvg weights them. */
+    if (f->dp.active) {
+        st = ff_fed_dp_plain_add(f, (const float *)(const void *)up->bytes,
+                                 h->unclipped, err);
+        if (st != FF_OK)
+            return st;
+    } else {
+        st = ff_aggregate_add(f->agg,
+                              (const float *)(const void *)up->bytes,
+                              f->n_params, h->group_examples,
+                              (int)h->n_groups, err);
+        if (st != FF_OK)
+            return ff_error_wrap(err, FF_ERR_REJECTED, "invalid values");
+    }
     s->contributed = 1;
+    s->report = *h;
+    s->reported = 1;
     s->examples = h->group_examples[FF_GROUP_HEAD];
     f->loss_sum += (double)s->examples * h->train_loss;
     pthread_cond_broadcast(&f->cond);
@@ -303,7 +368,7 @@ ff_status ff_federation_upload_finish(ff_federation *f, ff_upload *up,
         ff_federation_upload_abandon(f, up, ff_error_text(err));
         return FF_ERR_REJECTED;
     }
-    if (!h->masked)
+    if (!h->masked && !h->refused)
         floats_from_le(up->bytes, f->n_params);
 
     pthread_mutex_lock(&f->lock);
@@ -312,6 +377,14 @@ ff_status ff_federation_upload_finish(ff_federation *f, ff_upload *up,
     if (st != FF_OK) {
         ff_federation_upload_abandon(f, up, ff_error_text(err));
         return FF_ERR_REJECTED;
+    }
+    if (h->refused) {
+        FF_WARN("site=%s refused round %d: %s (record-level epsilon would "
+                "be %g, its budget %g, delta %g); the round goes on without "
+                "it", h->site_id, (int)h->round, h->refusal, h->dp_epsilon,
+                h->dp_epsilon_budget, h->dp_delta);
+        upload_free(f, up);
+        return FF_OK;
     }
     if (h->masked) {
         FF_INFO("accepted masked vector from site=%s round=%d (%zu bytes)",

@@ -156,23 +156,98 @@ ff_status ff_coord_wire_download_decode(const uint8_t *buf, size_t len,
     return st;
 }
 
-/* Validates and copies an update header. */
+/* Largest epsilon, clip or step count a header may report: far beyond
+ * any meaningful value, so that sums and logs stay finite. */
+#define FED_DP_VALUE_MAX 1e12
+#define FED_DP_STEPS_MAX 1000000000000ull
+
+/* Checks one reported DP number: finite, >= 0 and at most hi. */
+static ff_status dp_number_check(double v, double hi, const char *field,
+                                 ff_error *err)
+{
+    if (!isfinite(v) || v < 0.0 || v > hi)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "%s %g is not a finite number in [0, %g]", field,
+                            v, hi);
+    return FF_OK;
+}
+
+/* Validates and copies the refusal and the record-level DP report of an
+ * update header (values from an untrusted site: finite, non-negative,
+ * bounded; strings within their limits). */
+static ff_status header_dp_decode(const Fedfuse__UpdateHeader *h,
+                                  ff_wire_update_header *out, ff_error *err)
+{
+    ff_status st = ff_wire_text_copy(out->refusal, sizeof out->refusal,
+                                     h->refusal, "refusal", err);
+
+    if (st == FF_OK)
+        st = ff_wire_text_copy(out->dp_mechanism, sizeof out->dp_mechanism,
+                               h->dp_mechanism, "dp_mechanism", err);
+    if (st == FF_OK && out->dp_mechanism[0] != '\0' &&
+        strcmp(out->dp_mechanism, "dp-sgd") != 0)
+        st = ff_error_set(err, FF_ERR_FORMAT,
+                          "dp_mechanism '%s' is not \"\" or \"dp-sgd\"",
+                          out->dp_mechanism);
+    if (st == FF_OK)
+        st = dp_number_check(h->dp_epsilon, FED_DP_VALUE_MAX, "dp_epsilon",
+                             err);
+    if (st == FF_OK)
+        st = dp_number_check(h->dp_delta, 1.0, "dp_delta", err);
+    if (st == FF_OK)
+        st = dp_number_check(h->dp_epsilon_budget, FED_DP_VALUE_MAX,
+                             "dp_epsilon_budget", err);
+    if (st == FF_OK)
+        st = dp_number_check(h->dp_noise_multiplier, FED_DP_VALUE_MAX,
+                             "dp_noise_multiplier", err);
+    if (st == FF_OK)
+        st = dp_number_check(h->dp_clip, FED_DP_VALUE_MAX, "dp_clip", err);
+    if (st == FF_OK)
+        st = dp_number_check(h->dp_sampling_rate, 1.0, "dp_sampling_rate",
+                             err);
+    if (st == FF_OK && h->dp_steps > FED_DP_STEPS_MAX)
+        st = ff_error_set(err, FF_ERR_FORMAT, "dp_steps %llu exceeds %llu",
+                          (unsigned long long)h->dp_steps,
+                          (unsigned long long)FED_DP_STEPS_MAX);
+    if (st != FF_OK)
+        return st;
+    out->refused = h->refused != 0;
+    out->dp_epsilon = h->dp_epsilon;
+    out->dp_delta = h->dp_delta;
+    out->dp_epsilon_budget = h->dp_epsilon_budget;
+    out->dp_noise_multiplier = h->dp_noise_multiplier;
+    out->dp_clip = h->dp_clip;
+    out->dp_sampling_rate = h->dp_sampling_rate;
+    out->dp_steps = h->dp_steps;
+    out->unclipped = h->unclipped != 0;
+    return FF_OK;
+}
+
+/* Validates and copies an update header. A refusal carries no update, so
+ * its parameter and group counts may be zero. */
 static ff_status header_decode(const Fedfuse__UpdateHeader *h,
                                ff_wire_update_header *out, ff_error *err)
 {
     ff_status st = copy_site_id(out->site_id, h->site_id, err);
 
+    if (st == FF_OK)
+        st = header_dp_decode(h, out, err);
     if (st != FF_OK)
         return st;
     if (h->round < 1)
         return ff_error_set(err, FF_ERR_FORMAT, "round %d is not >= 1",
                             (int)h->round);
-    if (h->parameter_count == 0 || h->parameter_count > FF_WIRE_MAX_PARAMS)
+    if (out->refused && out->refusal[0] == '\0')
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "refused update without a refusal reason");
+    if (h->parameter_count > FF_WIRE_MAX_PARAMS ||
+        (h->parameter_count == 0 && !out->refused))
         return ff_error_set(err, FF_ERR_TOO_LARGE,
                             "parameter_count %llu is outside 1..%u",
                             (unsigned long long)h->parameter_count,
                             (unsigned)FF_WIRE_MAX_PARAMS);
-    if (h->n_group_examples == 0 || h->n_group_examples > FF_WIRE_MAX_GROUPS)
+    if (h->n_group_examples > FF_WIRE_MAX_GROUPS ||
+        (h->n_group_examples == 0 && !out->refused))
         return ff_error_set(err, FF_ERR_TOO_LARGE,
                             "%zu group counts, expected 1..%d",
                             h->n_group_examples, FF_WIRE_MAX_GROUPS);
@@ -182,8 +257,9 @@ static ff_status header_decode(const Fedfuse__UpdateHeader *h,
     out->round = h->round;
     out->param_count = h->parameter_count;
     out->n_groups = (uint32_t)h->n_group_examples;
-    memcpy(out->group_examples, h->group_examples,
-           h->n_group_examples * sizeof *h->group_examples);
+    if (h->n_group_examples > 0)
+        memcpy(out->group_examples, h->group_examples,
+               h->n_group_examples * sizeof *h->group_examples);
     out->train_loss = h->train_loss;
     out->train_accuracy = h->train_accuracy;
     out->masked = h->masked != 0;
@@ -278,13 +354,53 @@ ff_status ff_coord_wire_register_reply_encode(const ff_wire_register_reply *r,
     return ff_wire_pack(&m.base, out, err);
 }
 
+/* Checks a site-DP task and fills its protobuf form (borrowing t). */
+static ff_status site_dp_fill(const ff_wire_site_dp_task *t,
+                              Fedfuse__SiteDpTask *dp, ff_error *err)
+{
+    int dist = t->mode == FF_WIRE_SITE_DP_DISTRIBUTED;
+
+    if (t->mode != FF_WIRE_SITE_DP_CENTRAL && !dist)
+        return ff_error_set(err, FF_ERR_ARG, "invalid site-DP mode %d",
+                            (int)t->mode);
+    if (!isfinite(t->clip) || !(t->clip > 0.0))
+        return ff_error_set(err, FF_ERR_ARG, "site-DP clip %g is not "
+                            "finite and > 0", t->clip);
+    if (dist && (t->bits < 2 || t->bits > 32 || t->padded == 0 ||
+                 t->sites == 0 || !isfinite(t->scale) ||
+                 !(t->scale > 0.0) || !isfinite(t->local_sigma2) ||
+                 t->local_sigma2 < 0.0 || !isfinite(t->beta) ||
+                 t->beta < 0.0))
+        return ff_error_set(err, FF_ERR_ARG, "invalid DDGauss parameters "
+                            "(bits %u, padded %llu, sites %u)",
+                            (unsigned)t->bits,
+                            (unsigned long long)t->padded,
+                            (unsigned)t->sites);
+    dp->mode = (Fedfuse__SiteDpMode)t->mode;
+    dp->clip = t->clip;
+    dp->report_unclipped = t->report_unclipped != 0;
+    if (dist) {
+        dp->bits = t->bits;
+        dp->padded = t->padded;
+        dp->scale = t->scale;
+        dp->beta = t->beta;
+        dp->local_sigma2 = t->local_sigma2;
+        dp->sites = t->sites;
+        dp->rotation_seed.data = (uint8_t *)t->rotation_seed;
+        dp->rotation_seed.len = sizeof t->rotation_seed;
+    }
+    return FF_OK;
+}
+
 ff_status ff_coord_wire_poll_reply_encode(const ff_wire_poll_reply *r,
                                           ff_wire_bytes *out, ff_error *err)
 {
     Fedfuse__PollReply m = FEDFUSE__POLL_REPLY__INIT;
     Fedfuse__TrainConfig c = FEDFUSE__TRAIN_CONFIG__INIT;
     Fedfuse__SecAggTask sa = FEDFUSE__SEC_AGG_TASK__INIT;
+    Fedfuse__SiteDpTask dp = FEDFUSE__SITE_DP_TASK__INIT;
     const ff_wire_train_config *tc = &r->config;
+    ff_status st;
 
     if (r->action != FF_WIRE_WAIT && r->action != FF_WIRE_TRAIN &&
         r->action != FF_WIRE_FINISHED)
@@ -331,6 +447,12 @@ ff_status ff_coord_wire_poll_reply_encode(const ff_wire_poll_reply *r,
         sa.identity_keys.data = t->identity_keys;
         sa.identity_keys.len = (size_t)t->n_sites * FF_WIRE_IDENTITY_BYTES;
         m.secagg = &sa;
+    }
+    if (r->site_dp.mode != FF_WIRE_SITE_DP_NONE) {
+        st = site_dp_fill(&r->site_dp, &dp, err);
+        if (st != FF_OK)
+            return st;
+        m.site_dp = &dp;
     }
     return ff_wire_pack(&m.base, out, err);
 }

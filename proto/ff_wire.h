@@ -116,6 +116,30 @@ typedef struct ff_wire_secagg_task {
     uint8_t *identity_keys;              /* n_sites x 32 bytes */
 } ff_wire_secagg_task;
 
+/* Site-level DP of a round (docs/privacy-accounting.md, "Site level"),
+ * sent with TRAIN. Mode none leaves the update as before. */
+typedef enum ff_wire_site_dp_mode {
+    FF_WIRE_SITE_DP_NONE = 0,
+    FF_WIRE_SITE_DP_CENTRAL = 1,     /* site clips; coordinator noises */
+    FF_WIRE_SITE_DP_DISTRIBUTED = 2  /* site clips and noises (DDGauss,
+                                        secure aggregation required) */
+} ff_wire_site_dp_mode;
+
+typedef struct ff_wire_site_dp_task {
+    ff_wire_site_dp_mode mode;
+    double clip;                         /* L2 clip of the whole update */
+    int report_unclipped;                /* adaptive clipping: send the
+                                            bit ||delta|| <= clip */
+    /* distributed mode only (the public ff_ddgauss_params): */
+    uint32_t bits;
+    uint64_t padded;
+    double scale;
+    double beta;
+    double local_sigma2;
+    uint32_t sites;
+    uint8_t rotation_seed[32];
+} ff_wire_site_dp_task;
+
 typedef struct ff_wire_poll_reply {
     ff_wire_action action;
     int32_t round;
@@ -124,6 +148,7 @@ typedef struct ff_wire_poll_reply {
     uint32_t poll_interval_ms;
     int secagg;                          /* TRAIN with secure aggregation */
     ff_wire_secagg_task task;            /* when secagg is set */
+    ff_wire_site_dp_task site_dp;        /* mode NONE when absent */
 } ff_wire_poll_reply;
 
 /* Stages of the SecAgg call (fedfuse.proto SecAggStage). */
@@ -183,6 +208,22 @@ typedef struct ff_wire_update_header {
     double train_loss;
     double train_accuracy;
     int masked;                          /* SecAgg masked uint32 words */
+    /* The site declines this round (its privacy budget would be
+     * exceeded): no chunks follow; refusal says why. */
+    int refused;
+    char refusal[FF_WIRE_TEXT_MAX + 1];
+    /* Record-level DP the site applied (dp_mechanism "" = none), its
+     * cumulative epsilon after this round, and this round's parameters. */
+    char dp_mechanism[FF_WIRE_OPTIMIZER_MAX + 1]; /* "", "dp-sgd" */
+    double dp_epsilon;
+    double dp_delta;
+    double dp_epsilon_budget;
+    double dp_noise_multiplier;
+    double dp_clip;
+    double dp_sampling_rate;
+    uint64_t dp_steps;
+    /* Site-level DP, plain uploads only: 1 when ||delta|| <= clip. */
+    int unclipped;
 } ff_wire_update_header;
 
 /* A piece of the update (float32 little-endian); data as in model chunks. */

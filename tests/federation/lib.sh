@@ -93,14 +93,18 @@ coord_start() {
   PORT=$(cat "$work/$name.port")
 }
 
-# site_start ID SITE_DIR [LOG]: starts fedfuse-site ID on SITE_DIR's
-# records, logging to $work/LOG.{out,err} (LOG defaults to ID); sets
-# SITE_PID.
+# site_start ID SITE_DIR [LOG [FLAGS...]]: starts fedfuse-site ID on
+# SITE_DIR's records, logging to $work/LOG.{out,err} (LOG defaults to ID),
+# its privacy ledger in $work/LOG.ledger; sets SITE_PID. Record-level DP
+# is off (these tests are about the federation) unless FLAGS say
+# --dp on; FLAGS come last and override.
 site_start() {
-  local log=${3:-$1}
-  "$FEDFUSE_BIN/fedfuse-site" --id "$1" --coordinator "127.0.0.1:$PORT" \
-    --manifest "$work/fd/$2/manifest.jsonl" --threads 1 \
-    --retry-seconds 20 >"$work/$log.out" 2>"$work/$log.err" &
+  local id=$1 dir=$2 log=${3:-$1}
+  shift $(( $# >= 3 ? 3 : $# ))
+  "$FEDFUSE_BIN/fedfuse-site" --id "$id" --coordinator "127.0.0.1:$PORT" \
+    --manifest "$work/fd/$dir/manifest.jsonl" --threads 1 \
+    --retry-seconds 20 --dp off --ledger "$work/$log.ledger" "$@" \
+    >"$work/$log.out" 2>"$work/$log.err" &
   SITE_PID=$!
   pids+=("$SITE_PID")
 }

@@ -609,6 +609,168 @@ static void update_malformed_is_refused(void **state)
     ff_coord_wire_update_msg_cleanup(&m);
 }
 
+
+/* ---- privacy fields ---- */
+
+/* A refusal and a DP report survive the trip; a refusal may carry no
+ * counts at all. */
+static void update_dp_report_round_trip(void **state)
+{
+    ff_wire_update_header h = sample_header();
+    ff_wire_update_msg m;
+    ff_wire_bytes b = {NULL, 0};
+    ff_error err = {0};
+
+    (void)state;
+    strcpy(h.dp_mechanism, "dp-sgd");
+    h.dp_epsilon = 3.25;
+    h.dp_delta = 1e-5;
+    h.dp_epsilon_budget = 8.0;
+    h.dp_noise_multiplier = 1.1;
+    h.dp_clip = 1.0;
+    h.dp_sampling_rate = 0.25;
+    h.dp_steps = 4;
+    h.unclipped = 1;
+    assert_int_equal(ff_site_wire_update_header_encode(&h, &b, &err), FF_OK);
+    assert_int_equal(ff_coord_wire_update_decode(b.data, b.len, &m, &err),
+                     FF_OK);
+    free(b.data);
+    assert_string_equal(m.header.dp_mechanism, "dp-sgd");
+    assert_true(m.header.dp_epsilon == 3.25);
+    assert_true(m.header.dp_delta == 1e-5);
+    assert_true(m.header.dp_epsilon_budget == 8.0);
+    assert_true(m.header.dp_noise_multiplier == 1.1);
+    assert_true(m.header.dp_sampling_rate == 0.25);
+    assert_int_equal(m.header.dp_steps, 4);
+    assert_int_equal(m.header.unclipped, 1);
+    assert_int_equal(m.header.refused, 0);
+    ff_coord_wire_update_msg_cleanup(&m);
+
+    /* A refusal without counts. */
+    h.param_count = 0;
+    h.n_groups = 0;
+    h.refused = 1;
+    strcpy(h.refusal, "privacy budget: epsilon would be 9.1 > 8");
+    assert_int_equal(ff_site_wire_update_header_encode(&h, &b, &err), FF_OK);
+    assert_int_equal(ff_coord_wire_update_decode(b.data, b.len, &m, &err),
+                     FF_OK);
+    free(b.data);
+    assert_int_equal(m.header.refused, 1);
+    assert_int_equal(m.header.param_count, 0);
+    assert_string_equal(m.header.refusal,
+                        "privacy budget: epsilon would be 9.1 > 8");
+    ff_coord_wire_update_msg_cleanup(&m);
+}
+
+/* Writes an UpdateMessage whose header has one DP field set by hand
+ * (a double at field, or the mechanism text) and decodes it. */
+static ff_status dp_header_crafted(int field, double v, const char *mech,
+                                   int refused, ff_error *err)
+{
+    pbuf b = {0}, inner = {0};
+    ff_wire_update_msg m;
+    ff_status st;
+
+    pb_str(&inner, 1, "site-1");
+    pb_uint(&inner, 2, 1);
+    pb_uint(&inner, 3, 10);
+    pb_uint(&inner, 4, 1);
+    if (refused)
+        pb_uint(&inner, 8, 1);
+    if (mech != NULL)
+        pb_str(&inner, 10, mech);
+    if (field > 0)
+        pb_double(&inner, field, v);
+    pb_bytes(&b, 1, inner.p, inner.n);
+    st = ff_coord_wire_update_decode(b.p, b.n, &m, err);
+    ff_coord_wire_update_msg_cleanup(&m);
+    pb_free(&b);
+    pb_free(&inner);
+    return st;
+}
+
+/* Untrusted DP numbers: NaN, infinite, negative or out of range are
+ * refused with the field named; so are an unknown mechanism and a
+ * refusal without a reason. */
+static void update_dp_report_malformed_is_refused(void **state)
+{
+    static const struct {
+        int field;
+        double v;
+        const char *name;
+    } bad[] = {
+        {11, NAN, "dp_epsilon"},     {11, -1.0, "dp_epsilon"},
+        {11, INFINITY, "dp_epsilon"}, {12, 1.5, "dp_delta"},
+        {13, -0.5, "dp_epsilon_budget"}, {14, NAN, "dp_noise_multiplier"},
+        {15, -2.0, "dp_clip"},       {16, 1.01, "dp_sampling_rate"},
+    };
+    ff_error err = {0};
+    size_t i;
+
+    (void)state;
+    assert_int_equal(dp_header_crafted(11, 2.0, "dp-sgd", 0, &err), FF_OK);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(dp_header_crafted(bad[i].field, bad[i].v, "dp-sgd",
+                                           0, &err), FF_ERR_FORMAT);
+        assert_non_null(strstr(err.msg, bad[i].name));
+    }
+    printf("bad DP report: %s\n", err.msg);
+    assert_int_equal(dp_header_crafted(0, 0.0, "laplace", 0, &err),
+                     FF_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "dp_mechanism"));
+    assert_int_equal(dp_header_crafted(0, 0.0, NULL, 1, &err),
+                     FF_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "refusal"));
+    printf("refusal without reason: %s\n", err.msg);
+}
+
+/* The site-DP task reaches the site as sent; a bad one never leaves. */
+static void poll_reply_site_dp_round_trip(void **state)
+{
+    ff_wire_poll_reply in, out;
+    ff_wire_bytes b = {NULL, 0};
+    ff_error err = {0};
+
+    (void)state;
+    memset(&in, 0, sizeof in);
+    in.action = FF_WIRE_TRAIN;
+    in.round = 2;
+    in.config.epochs = 1;
+    in.config.batch_size = 8;
+    in.config.lr = 0.01f;
+    strcpy(in.config.optimizer, "sgd");
+    strcpy(in.config.lr_schedule, "constant");
+    in.site_dp.mode = FF_WIRE_SITE_DP_CENTRAL;
+    in.site_dp.clip = 0.75;
+    in.site_dp.report_unclipped = 1;
+    assert_int_equal(ff_coord_wire_poll_reply_encode(&in, &b, &err), FF_OK);
+    assert_int_equal(ff_site_wire_poll_reply_decode(b.data, b.len, &out,
+                                                    &err), FF_OK);
+    free(b.data);
+    assert_int_equal(out.site_dp.mode, FF_WIRE_SITE_DP_CENTRAL);
+    assert_true(out.site_dp.clip == 0.75);
+    assert_int_equal(out.site_dp.report_unclipped, 1);
+
+    /* No mode, no task. */
+    in.site_dp.mode = FF_WIRE_SITE_DP_NONE;
+    assert_int_equal(ff_coord_wire_poll_reply_encode(&in, &b, &err), FF_OK);
+    assert_int_equal(ff_site_wire_poll_reply_decode(b.data, b.len, &out,
+                                                    &err), FF_OK);
+    free(b.data);
+    assert_int_equal(out.site_dp.mode, FF_WIRE_SITE_DP_NONE);
+
+    /* A clip that is not positive, DDGauss parameters that are absent. */
+    in.site_dp.mode = FF_WIRE_SITE_DP_CENTRAL;
+    in.site_dp.clip = -1.0;
+    assert_int_equal(ff_coord_wire_poll_reply_encode(&in, &b, &err),
+                     FF_ERR_ARG);
+    in.site_dp.clip = 1.0;
+    in.site_dp.mode = FF_WIRE_SITE_DP_DISTRIBUTED;
+    assert_int_equal(ff_coord_wire_poll_reply_encode(&in, &b, &err),
+                     FF_ERR_ARG);
+    printf("bad site-DP task: %s\n", err.msg);
+}
+
 static void upload_reply_round_trip(void **state)
 {
     ff_wire_upload_reply in, out;
@@ -770,6 +932,9 @@ int main(void)
         cmocka_unit_test(update_round_trip),
         cmocka_unit_test(update_malformed_is_refused),
         cmocka_unit_test(upload_reply_round_trip),
+        cmocka_unit_test(update_dp_report_round_trip),
+        cmocka_unit_test(update_dp_report_malformed_is_refused),
+        cmocka_unit_test(poll_reply_site_dp_round_trip),
         cmocka_unit_test(decoders_survive_mutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

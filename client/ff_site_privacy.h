@@ -1,0 +1,211 @@
+/*
+ * ff_site_privacy.h - record-level differential privacy of one site
+ * (docs/site-privacy.md): the site's own privacy ledger file, the noise
+ * plan kept in it, the budget check made before every round, and the
+ * DP-SGD callbacks the model trains with.
+ *
+ * Every round is DP-SGD (model/ff_model.h, ff_dp_sgd) with Poisson rate
+ * q = min(1, batch / records) and steps = epochs * round(1 / q). Noise is
+ * discretised (ff_dp_noise_add), so the accountant is fed the effective
+ * multiplier sigma_eff = sigma clip / (clip + grid slack). Epsilon is
+ * computed over every round in the ledger plus the next one (RDP,
+ * FF_ACCT_GRID_DEFAULT, new conversion, the configured delta); a round
+ * that would bring it above the budget is refused. The budget comes from
+ * the site's configuration only.
+ *
+ * Not thread-safe: one site, one thread, one ledger.
+ */
+#ifndef FF_SITE_PRIVACY_H
+#define FF_SITE_PRIVACY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/ff_status.h"
+#include "../model/ff_model.h"
+#include "../proto/ff_wire.h"
+
+#define FF_SITE_PRIVACY_PATH_MAX 1024
+#define FF_SITE_LEDGER_MAX_BYTES (64 * 1024 * 1024) /* largest file read */
+#define FF_SITE_LEDGER_MAX_ROUNDS 1000000           /* entries accepted */
+#define FF_SITE_LEDGER_FORMAT "fedfuse-site-privacy-ledger"
+#define FF_SITE_LEDGER_VERSION 1
+
+/* The [privacy] section of site.ini (each key also a flag). */
+typedef struct ff_site_privacy_config {
+    int dp;                  /* 1: DP-SGD (default); 0: no record-level DP */
+    double epsilon_budget;   /* total epsilon this site's records may
+                                spend, > 0 (default 8) */
+    double delta;            /* in (0, 1) (default 1e-5) */
+    double clip;             /* per-record L2 clip, > 0 (default 1) */
+    double noise_multiplier; /* sigma; 0 = plan it (default) */
+    int planned_rounds;      /* rounds the plan spreads the budget over */
+    int batch;               /* expected Poisson batch size (default 64) */
+    char ledger[FF_SITE_PRIVACY_PATH_MAX]; /* "" = <manifest dir>/
+                                              privacy-ledger.json */
+} ff_site_privacy_config;
+
+/* Sets c to the defaults above. */
+void ff_site_privacy_config_default(ff_site_privacy_config *c);
+
+/* The noise plan made on the first DP round when noise_multiplier is 0,
+ * with the inputs it was made for. */
+typedef struct ff_site_dp_plan {
+    int set;                 /* 0: no plan yet */
+    double sigma;            /* multiplier the model trains with */
+    double sigma_eff;        /* what the accountant is fed per step */
+    double q;
+    int64_t steps_per_round;
+    int planned_rounds;
+    double epsilon_budget;
+    double delta;
+    double clip;
+    uint64_t param_count;
+} ff_site_dp_plan;
+
+/* One round the site spent, as recorded in its ledger. */
+typedef struct ff_site_ledger_round {
+    int round;
+    double q;                /* Poisson rate, (0, 1] */
+    double noise_multiplier; /* sigma the model trained with, > 0 */
+    double sigma_eff;        /* accounted multiplier, (0, sigma] */
+    double clip;
+    int64_t steps;           /* >= 1 */
+    double epsilon;          /* cumulative after the round (at delta) */
+    double delta;
+    char at[32];             /* UTC time, ISO 8601 */
+} ff_site_ledger_round;
+
+/* The site's privacy ledger: the file and what it holds. Caller storage:
+ * ff_site_ledger_load, then ff_site_ledger_cleanup. */
+typedef struct ff_site_ledger {
+    char path[FF_SITE_PRIVACY_PATH_MAX];
+    char site[FF_WIRE_ID_MAX + 1];
+    ff_site_dp_plan plan;
+    ff_site_ledger_round *rounds;  /* malloc'd */
+    size_t n, cap;
+} ff_site_ledger;
+
+/*
+ * Reads the ledger file at path into l (zeroed first). A missing file is
+ * an empty ledger for site (it is written on the first save). Anything
+ * else that is not a well-formed ledger (not a regular file, over
+ * FF_SITE_LEDGER_MAX_BYTES, bad JSON, a wrong format tag or version, a
+ * missing or out-of-range field) is an error: the file is never reset.
+ * path and site borrowed. Errors: FF_ERR_FORMAT (corrupt: the message
+ * names the file and what is wrong), FF_ERR_IO, FF_ERR_NOMEM, FF_ERR_ARG
+ * (path too long).
+ */
+FF_MUST_USE ff_status ff_site_ledger_load(ff_site_ledger *l,
+                                          const char *path, const char *site,
+                                          ff_error *err);
+
+/*
+ * Writes l to its file atomically: a temporary file next to it (mode
+ * 0600), fsync, rename over the old one, fsync of the directory. The old
+ * file stays intact on any failure. Errors: FF_ERR_IO, FF_ERR_NOMEM.
+ */
+FF_MUST_USE ff_status ff_site_ledger_save(const ff_site_ledger *l,
+                                          ff_error *err);
+
+/* Appends r (copied) and saves; on a failed save the entry is dropped
+ * again, so memory and file agree. Errors: those of ff_site_ledger_save,
+ * FF_ERR_NOMEM, FF_ERR_TOO_LARGE (FF_SITE_LEDGER_MAX_ROUNDS reached). */
+FF_MUST_USE ff_status ff_site_ledger_append(ff_site_ledger *l,
+                                            const ff_site_ledger_round *r,
+                                            ff_error *err);
+
+/* Frees what l holds and zeroes it. Accepts NULL. */
+void ff_site_ledger_cleanup(ff_site_ledger *l);
+
+/*
+ * The cumulative epsilon at delta of every round in l, plus `next` when
+ * not NULL: Poisson-subsampled Gaussian (q, sigma_eff, steps) per round,
+ * RDP over FF_ACCT_GRID_DEFAULT, new conversion. May be +INFINITY.
+ * Errors: FF_ERR_ARG (a value the accountant refuses; the message names
+ * it).
+ */
+FF_MUST_USE ff_status ff_site_ledger_epsilon(const ff_site_ledger *l,
+                                             const ff_site_ledger_round *next,
+                                             double delta, double *eps,
+                                             ff_error *err);
+
+/* The multiplier the accountant is fed for noise sigma * clip added on
+ * the grid of ff_dp_grid_step over param_count values:
+ * sigma clip / (clip + ff_dp_grid_l2_slack(gamma, param_count)). */
+double ff_site_dp_sigma_eff(double sigma, double clip, uint64_t param_count);
+
+/* Poisson rate for an expected batch over records: min(1, batch /
+ * records); 0 when records is 0. */
+double ff_site_dp_rate(int batch, size_t records);
+
+/* Noised steps of a round: epochs * round(1 / q). */
+int64_t ff_site_dp_steps(double q, int epochs);
+
+/*
+ * Plans the noise: the multiplier sigma whose sigma_eff makes
+ * planned_rounds rounds of steps_per_round steps at rate q spend at most
+ * (and, within the planner's tolerance, exactly) c->epsilon_budget at
+ * c->delta. Fills plan (set = 1). Errors: FF_ERR_ARG (bad inputs or
+ * infeasible: the budget cannot be met even with the largest sigma; the
+ * message says so).
+ */
+FF_MUST_USE ff_status ff_site_dp_plan_make(const ff_site_privacy_config *c,
+                                           double q, int64_t steps_per_round,
+                                           uint64_t param_count,
+                                           ff_site_dp_plan *plan,
+                                           ff_error *err);
+
+/* What the budget check decided for one round. */
+typedef struct ff_site_dp_round {
+    int round;
+    double q;
+    int64_t steps;
+    double sigma;            /* multiplier the model trains with */
+    double sigma_eff;
+    double clip;
+    double delta;
+    double budget;
+    double epsilon_before;   /* over the ledger as it stands */
+    double epsilon_after;    /* with this round */
+    int refuse;              /* 1: the round would exceed the budget */
+    char reason[FF_WIRE_TEXT_MAX + 1]; /* when refuse */
+} ff_site_dp_round;
+
+/*
+ * The budget check of round `round`: chooses sigma (the configured
+ * noise_multiplier, or the ledger's plan, which it makes and saves first
+ * when there is none), computes epsilon with this round and sets
+ * out->refuse (with the reason) when it would exceed c->epsilon_budget.
+ * Infeasible planning is a refusal too. l, c borrowed; out caller
+ * storage. Errors: FF_ERR_ARG (epochs, records or param_count out of
+ * range), those of ff_site_ledger_save (the plan could not be written:
+ * the round must not be trained).
+ */
+FF_MUST_USE ff_status ff_site_dp_check(ff_site_ledger *l,
+                                       const ff_site_privacy_config *c,
+                                       int round, int epochs, size_t records,
+                                       uint64_t param_count,
+                                       ff_site_dp_round *out, ff_error *err);
+
+/*
+ * Records a checked, trained round in the ledger (before its update is
+ * sent). steps_taken is what the model reported (the larger of it and the
+ * planned steps is recorded). Errors: those of ff_site_ledger_append.
+ */
+FF_MUST_USE ff_status ff_site_dp_record(ff_site_ledger *l,
+                                        ff_site_dp_round *r,
+                                        long steps_taken, ff_error *err);
+
+/* Fills the DP report fields of an update header from r (refused and
+ * refusal too, when r->refuse). The wire carries finite numbers only: an
+ * unbounded would-be epsilon is reported as FF_SITE_DP_EPSILON_WIRE_MAX. */
+#define FF_SITE_DP_EPSILON_WIRE_MAX 1e12
+void ff_site_dp_header_fill(ff_wire_update_header *h,
+                            const ff_site_dp_round *r);
+
+/* Sets dp to train round r: clip, sigma, q and callbacks backed by
+ * ff_dp_poisson_sample and ff_dp_noise_add. dp is caller storage. */
+void ff_site_dp_sgd_init(ff_dp_sgd *dp, const ff_site_dp_round *r);
+
+#endif
