@@ -6,18 +6,24 @@
 # configured rounds and prints the results and the registry's lineage.
 #
 # Usage: deploy/demo.sh [--out DIR] [--data DIR] [--rounds N] [--epochs N]
-#                       [--seed N] [--alpha A] [--no-secagg] [--keep] [--help]
+#                       [--seed N] [--alpha A] [--no-secagg] [--no-dp]
+#                       [--epsilon E] [--keep] [--help]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 out=""
 data="$root/../shared/data"
 rounds=10
-epochs=1
+epochs=2
 seed=1
 alpha=0.5
 keep=0
 secagg=on
+dp=on
+epsilon=8
+dp_delta=1e-5
+dp_batch=256
+dp_lr=0.03
 sites=(site-1 site-2 site-3 site-4 site-5 site-6)
 
 usage() {
@@ -32,6 +38,9 @@ Options:
   --seed N       seed of the dataset split and of training (default $seed)
   --alpha A      Dirichlet concentration of each site's label mix (default $alpha)
   --no-secagg    sum the rounds in the clear (default: secure aggregation)
+  --no-dp        train without record-level differential privacy (default:
+                 DP-SGD at every site, epsilon $epsilon at delta $dp_delta per site)
+  --epsilon E    each site's record-level budget over all rounds (default $epsilon)
   --keep         leave PostgreSQL running and print how to query it
 TXT
 }
@@ -46,6 +55,8 @@ while [ $# -gt 0 ]; do
     --alpha) alpha=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --no-secagg) secagg=off; shift ;;
+    --no-dp) dp=off; shift ;;
+    --epsilon) epsilon=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "demo: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -127,13 +138,25 @@ for s in "${sites[@]}"; do
 done
 printf '  centralised     accuracy %s\n' "$(jq -r '.accuracy' "$out/baselines/centralised.json")"
 
-# 5. the federation
+# 5. the federation. Under DP-SGD every site plans its noise so that the
+# configured rounds spend exactly its budget; noisy clipped gradients want
+# larger batches and a larger step than plain training.
+lr_args=()
+site_dp=(--dp off)
+if [ "$dp" = on ]; then
+  lr_args=(--lr "$dp_lr")
+  site_dp=(--dp on --epsilon-budget "$epsilon" --delta "$dp_delta"
+           --batch "$dp_batch" --planned-rounds "$rounds"
+           --noise-multiplier 0)
+  say "record-level DP: DP-SGD at each site, epsilon <= $epsilon at delta $dp_delta" \
+      "over $rounds rounds (expected batch $dp_batch, learning rate $dp_lr)"
+fi
 say "starting the coordinator and ${#sites[@]} sites on loopback ($rounds rounds)"
 "$bin/fedfuse-coordinator" --listen 127.0.0.1:0 --port-file "$out/coordinator.port" \
   --db "$db" --model feddigits --test "$out/feddigits/test/manifest.jsonl" \
   --sites "$(IFS=,; echo "${sites[*]}")" --rounds "$rounds" --min-sites 4 \
   --wait-sites 60 --deadline 120 --epochs "$epochs" --seed "$seed" --threads 1 \
-  --secagg "$secagg" \
+  --secagg "$secagg" "${lr_args[@]}" \
   >"$out/logs/coordinator.out" 2>"$out/logs/coordinator.log" &
 coord=$!
 pids+=("$coord")
@@ -143,11 +166,24 @@ port=$(cat "$out/coordinator.port")
 for s in "${sites[@]}"; do
   "$bin/fedfuse-site" --id "$s" --coordinator "127.0.0.1:$port" \
     --manifest "$out/feddigits/$s/manifest.jsonl" --threads 1 \
+    --ledger "$out/privacy-$s.json" "${site_dp[@]}" \
     >"$out/logs/$s.out" 2>"$out/logs/$s.log" &
   pids+=("$!")
 done
 
-# progress: one line per published round, read from the coordinator's metrics
+# progress: one line per published round, read from the coordinator's
+# metrics, and each site's cumulative record-level epsilon after that round
+round_epsilons() { # "METRIC round round=R ..."
+  [ "$dp" = on ] || return 0
+  local r eps="" s e
+  r=$(sed -n 's/.* round=\([0-9]*\) .*/\1/p' <<<"$1")
+  for s in "${sites[@]}"; do
+    e=$(grep "^METRIC dp site=$s round=$r " "$out/logs/$s.out" 2>/dev/null |
+        sed -n 's/.* status=\([a-z]*\) epsilon=\([^ ]*\) .*/\2 (\1)/p' | tail -1)
+    eps+=" $s=${e:-?}"
+  done
+  say "    epsilon after round $r:${eps// (spent)/}"
+}
 shown=0
 while kill -0 "$coord" 2>/dev/null; do
   n=$(grep -c '^METRIC round ' "$out/logs/coordinator.out" || true)
@@ -155,18 +191,22 @@ while kill -0 "$coord" 2>/dev/null; do
     shown=$((shown + 1))
     line=$(grep '^METRIC round ' "$out/logs/coordinator.out" | sed -n "${shown}p")
     say "  ${line#METRIC round }"
+    round_epsilons "$line"
   done
   sleep 1
 done
 wait "$coord" || { echo "demo: coordinator failed; see $out/logs/coordinator.log" >&2; tail -20 "$out/logs/coordinator.log" >&2; exit 1; }
 for line in $(seq $((shown + 1)) "$(grep -c '^METRIC round ' "$out/logs/coordinator.out")"); do
-  say "  $(grep '^METRIC round ' "$out/logs/coordinator.out" | sed -n "${line}p" | sed 's/^METRIC round //')"
+    l=$(grep '^METRIC round ' "$out/logs/coordinator.out" | sed -n "${line}p")
+  say "  ${l#METRIC round }"
+  round_epsilons "$l"
 done
 for p in "${pids[@]:1}"; do wait "$p" 2>/dev/null || true; done
 
 # 6. results
 ctl() { "$bin/fedfusectl" --db "$db" "$@"; }
 ctl --json versions feddigits >"$out/versions.json"
+ctl --json privacy feddigits >"$out/ledger.json"
 last=$(jq '.[-1]' "$out/versions.json")
 local_best=$(jq -s 'map(.accuracy) | max' "$out"/baselines/local-*.json)
 best_site=$(for s in "${sites[@]}"; do
@@ -174,14 +214,28 @@ best_site=$(for s in "${sites[@]}"; do
 jq -n --argjson last "$last" --argjson lb "$local_best" \
   --slurpfile c "$out/baselines/centralised.json" --argjson rounds "$rounds" \
   --arg seed "$seed" --arg alpha "$alpha" --arg best "$best_site" \
-  --argjson secagg "$([ "$secagg" = on ] && echo true || echo false)" '{
+  --argjson secagg "$([ "$secagg" = on ] && echo true || echo false)" \
+  --slurpfile ledger "$out/ledger.json" --arg dp "$dp" \
+  --argjson budget "$epsilon" --argjson delta "$dp_delta" '{
     final: {all: $last.metrics.accuracy, image: $last.metrics.alone.image,
             audio: $last.metrics.alone.audio, pen: $last.metrics.alone.pen,
             text: $last.metrics.alone.text},
     baselines: {local_best: $lb, local_best_site: $best, centralised: $c[0].accuracy,
                 federated: $last.metrics.accuracy},
     rounds: $rounds, version: $last.version, seed: ($seed|tonumber),
-    alpha: ($alpha|tonumber), secagg: $secagg}' >"$out/results.json"
+    alpha: ($alpha|tonumber), secagg: $secagg,
+    dp: (if $dp == "on" then {
+           level: "record", mechanism: "dp-sgd", epsilon_budget: $budget,
+           delta: $delta,
+           epsilon: ($ledger[0].entries | map(select(.site != null and .status == "spent"))
+                     | group_by(.site) | map({key: .[0].site, value: (max_by(.round).epsilon)})
+                     | from_entries),
+           refusals: ($ledger[0].entries | map(select(.status == "refused")) | length),
+           noise_multiplier: ($ledger[0].entries | map(select(.site != null and .status == "spent"))
+                     | group_by(.site) | map({key: .[0].site, value: (max_by(.round).noise_multiplier)})
+                     | from_entries),
+           record_epsilon_final: $last.privacy.record_epsilon}
+         else {level: "none", mechanism: "none"} end)}' >"$out/results.json"
 
 echo
 echo "== Final global model (version $(jq -r .version "$out/results.json")) on the 2,000-record test set"
@@ -192,6 +246,15 @@ jq -r '.baselines | "  best local site \(.local_best) (\(.local_best_site) alone
 echo
 echo "== Registry lineage: fedfusectl versions feddigits"
 ctl versions feddigits
+echo
+echo "== Privacy ledger: fedfusectl privacy feddigits (epsilon per site per round)"
+ctl privacy feddigits
+if [ "$dp" = on ]; then
+  echo
+  jq -r '.dp | "  record-level DP-SGD, delta \(.delta): final epsilon per site " +
+    (.epsilon | to_entries | map("\(.key)=\(.value * 1000 | round / 1000)") | join(" ")) +
+    " (budget \(.epsilon_budget))"' "$out/results.json"
+fi
 echo
 ctl export feddigits "$(jq -r .version "$out/results.json")" "$out/final-model.ffm"
 echo
