@@ -22,6 +22,7 @@ static const char *const status_names[FF_STATUS_COUNT] = {
     [FF_ERR_TIMEOUT] = "timeout",
     [FF_ERR_CONFIG] = "invalid configuration",
     [FF_ERR_INTERNAL] = "internal error",
+    [FF_ERR_AUTH] = "auth",
 };
 
 const char *

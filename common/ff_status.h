@@ -31,6 +31,7 @@ typedef enum ff_status {
     FF_ERR_TIMEOUT,     /* a deadline passed */
     FF_ERR_CONFIG,      /* a configuration file or value is invalid */
     FF_ERR_INTERNAL,    /* a library we use failed unexpectedly */
+    FF_ERR_AUTH,        /* a certificate or signature did not verify */
     FF_STATUS_COUNT
 } ff_status;
 

@@ -8,7 +8,7 @@ packages=(
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libsodium-dev libopenblas-dev libpq-dev postgresql postgresql-client
   libjansson-dev libinih-dev libstb-dev libsndfile1-dev libsamplerate0-dev
-  libfftw3-dev zlib1g-dev libcmocka-dev
+  libfftw3-dev zlib1g-dev libcmocka-dev libssl-dev openssl
   jq procps iproute2
 )
 

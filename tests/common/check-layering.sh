@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks the layering rule of docs/architecture.md: which top-level folder's
 # C files may include which other folder's headers, and which system headers
-# (libpq, gRPC, protobuf-c and its generated code) may appear where. Prints
-# every violation and exits 1 if there is one.
+# (libpq, gRPC, OpenSSL, protobuf-c and its generated code) may appear
+# where. Prints every violation and exits 1 if there is one.
 set -uo pipefail
 root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$root" || exit 2
@@ -13,11 +13,12 @@ declare -A allowed=(
   [model]="common"
   [dataset]="common model"
   [privacy]=""
+  [trust]="common"
   [proto]="common"
   [registry]="common"
-  [coordinator]="common model dataset registry privacy proto"
-  [client]="common model dataset privacy proto"
-  [admin]="common registry privacy"
+  [coordinator]="common model dataset registry privacy proto trust"
+  [client]="common model dataset privacy proto trust"
+  [admin]="common registry privacy trust"
 )
 folders="${!allowed[*]}"
 bad=0
@@ -39,6 +40,9 @@ for dir in $folders; do
     # system libraries confined to their layer
     if grep -qE '^#include <libpq-fe\.h>' "$f" && [ "$dir" != registry ]; then
       echo "layering: $f includes libpq (only registry/ may)"; bad=1
+    fi
+    if grep -qE '^#include <openssl/' "$f" && [ "$dir" != trust ]; then
+      echo "layering: $f includes OpenSSL (only trust/ may)"; bad=1
     fi
     if grep -qE '^#include <grpc/' "$f"; then
       case "$f" in coordinator/*|client/*|proto/ff_grpc_buf.[ch]) ;; *)
