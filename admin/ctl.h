@@ -4,7 +4,10 @@
  * ctl_table.c, the read-only views in ctl_views.c, export and migrate in
  * ctl_ops.c, the privacy planner and the `privacy` dispatch in
  * ctl_privacy.c, the privacy ledger and budgets in ctl_ledger.c, audit
- * verify and audit export in ctl_audit.c.
+ * verify and audit export in ctl_audit.c, the operator's identity in
+ * ctl_identity.c, enrolment (ca, keygen, operators, sites, coordinator
+ * cert) in ctl_enrol.c, stages (promote, approve, rollback, history) in
+ * ctl_stages.c.
  */
 #ifndef FF_CTL_H
 #define FF_CTL_H
@@ -16,14 +19,28 @@
 
 #include "../common/ff_status.h"
 #include "../registry/ff_registry.h"
+#include "../trust/ff_trust.h"
 
 /* Exit codes of fedfusectl. */
 enum {
     FF_CTL_EXIT_OK = 0,
-    FF_CTL_EXIT_RUNTIME = 1,   /* database down, digest mismatch, I/O */
+    FF_CTL_EXIT_RUNTIME = 1,   /* refused (certificate, role, a rule of
+                                  the registry), database down, digest
+                                  mismatch, I/O */
     FF_CTL_EXIT_USAGE = 2,     /* bad command line */
     FF_CTL_EXIT_NOT_FOUND = 3  /* unknown model or version */
 };
+
+/* Most bytes of an actor ("operator:" and a certificate's CN). */
+#define FF_CTL_ACTOR_MAX (16 + FF_TRUST_ID_MAX)
+
+/* Who runs fedfusectl, as its certificate proves (ff_ctl_identify). */
+typedef struct ff_ctl_identity {
+    int checked;               /* 1 once ff_ctl_identify ran */
+    int present;               /* 1: a certificate was given and verified */
+    ff_trust_cert_info info;   /* what it says, when present */
+    char actor[FF_CTL_ACTOR_MAX]; /* "operator:NAME" ("auditor:NAME" ...) */
+} ff_ctl_identity;
 
 /* Most positional arguments any command takes. */
 #define FF_CTL_MAX_POS 4
@@ -48,6 +65,26 @@ typedef struct ff_ctl {
     const char *steps;
     const char *delta;            /* also privacy budget's */
     const char *order_grid;
+    const char *cert;      /* identity: --cert, --key, --ca (else env */
+    const char *id_key;    /* FEDFUSE_CERT, FEDFUSE_KEY, FEDFUSE_CA) */
+    const char *ca;
+    const char *new_key;   /* keygen --key: the key file to create */
+    const char *csr;       /* keygen --csr */
+    const char *id;        /* keygen, coordinator cert: --id */
+    const char *role;      /* keygen, operators add: --role */
+    const char *dir;       /* ca init --dir */
+    const char *name;      /* ca init --name */
+    const char *operator_name; /* ca init --operator */
+    const char *ca_dir;    /* --ca-dir: the folder holding ca.key */
+    const char *hosts;     /* coordinator cert --hosts */
+    const char *days;      /* certificate validity */
+    const char *reason;    /* promote, rollback, sites revoke */
+    const char *to;        /* promote: a stage; rollback: a version */
+    const char *serial;    /* sites revoke --serial */
+    int allow_regression;  /* promote, approve: --allow-regression */
+    int summary;           /* privacy MODEL --summary (no value) */
+    int no_identity;       /* ca init: connect without an identity */
+    ff_ctl_identity ident;
     const char *pos[FF_CTL_MAX_POS];
     int npos;
     ff_registry *reg;      /* owned; NULL until ff_ctl_connect */
@@ -56,8 +93,10 @@ typedef struct ff_ctl {
 /*
  * Opens the registry named by ctl->db (once) and checks its schema:
  * refuses a database never migrated, warns on stderr about one older or
- * newer than this program. *out is borrowed from ctl.
- * Errors: FF_ERR_ARG (no conninfo), FF_ERR_DB, FF_ERR_STATE (no schema).
+ * newer than this program. Then, unless ctl->no_identity, verifies the
+ * identity given (ff_ctl_identify). *out is borrowed from ctl.
+ * Errors: FF_ERR_ARG (no conninfo, half an identity), FF_ERR_DB,
+ * FF_ERR_STATE (no schema), FF_ERR_AUTH and FF_ERR_IO (the identity).
  */
 FF_MUST_USE ff_status ff_ctl_connect(ff_ctl *ctl, ff_registry **out,
                                      ff_error *err);
@@ -125,20 +164,112 @@ FF_MUST_USE ff_status ff_ctl_migrate(ff_ctl *ctl, ff_error *err);
  * the two below. */
 FF_MUST_USE ff_status ff_ctl_privacy(ff_ctl *ctl, ff_error *err);
 
-/* `privacy [ledger] MODEL` (ctl_ledger.c): the model's budget and its
- * privacy ledger, oldest entry first, as a table or --json. Errors:
- * FF_ERR_ARG (a plan flag given), FF_ERR_NOT_FOUND (no such model),
- * FF_ERR_DB, FF_ERR_IO. */
+/* `privacy [ledger] MODEL [--limit N] [--summary]` (ctl_ledger.c): the
+ * model's budget and the newest N entries of its privacy ledger (default
+ * 200; 0: all, read and printed page by page), oldest first; or, with
+ * --summary, one line per site and for the model (latest epsilon, row
+ * counts); as a table or --json. Errors: FF_ERR_ARG (a plan flag given,
+ * a bad --limit, --limit with --summary), FF_ERR_NOT_FOUND (no such
+ * model), FF_ERR_DB, FF_ERR_IO. */
 FF_MUST_USE ff_status ff_ctl_privacy_ledger(ff_ctl *ctl, const char *model,
                                             ff_error *err);
 
 /* `privacy budget MODEL --epsilon E --delta D` (ctl_ledger.c): sets the
- * model's site-level budget, audited with actor "operator:USER" (the OS
- * user; "fedfusectl" when it cannot be named). Errors: FF_ERR_ARG (a flag
- * missing, malformed or out of range: E > 0 finite, D in (0, 1)),
- * FF_ERR_NOT_FOUND, FF_ERR_DB, FF_ERR_IO. */
+ * model's site-level budget, audited with actor "operator:NAME" from the
+ * operator certificate it needs (ff_ctl_operator). Errors: FF_ERR_ARG (a
+ * flag missing, malformed or out of range: E > 0 finite, D in (0, 1)),
+ * FF_ERR_AUTH (no operator certificate), FF_ERR_NOT_FOUND, FF_ERR_DB,
+ * FF_ERR_IO. */
 FF_MUST_USE ff_status ff_ctl_privacy_budget(ff_ctl *ctl, const char *model,
                                             ff_error *err);
+
+/* ---- identity (ctl_identity.c) ---- */
+
+/*
+ * Verifies who runs fedfusectl, once per run: the certificate, key and CA
+ * files from --cert/--key/--ca or env FEDFUSE_CERT/FEDFUSE_KEY/FEDFUSE_CA
+ * (all three or none). The CA file must be the consortium CA the registry
+ * recorded (ff_registry_ca_get: the digest of its bytes), the certificate
+ * must verify against it (ff_trust_cert_verify), the key must match it
+ * (ff_trust_key_matches), and the registry must know it and not have
+ * revoked it (ff_registry_cert_check). Fills ctl->ident; none given leaves
+ * ident.present = 0. r is the open registry. Errors: FF_ERR_ARG (only
+ * some of the three), FF_ERR_AUTH (each refusal, saying why), FF_ERR_IO,
+ * FF_ERR_FORMAT, FF_ERR_TOO_LARGE, FF_ERR_STATE (the registry has no CA
+ * yet), FF_ERR_DB.
+ */
+FF_MUST_USE ff_status ff_ctl_identify(ff_ctl *ctl, ff_registry *r,
+                                      ff_error *err);
+
+/*
+ * Connects (ff_ctl_connect, which verifies the identity) and requires an
+ * operator certificate for `what` (a command name, for the message):
+ * FF_ERR_AUTH "WHAT needs an operator certificate (--cert/--key/--ca);
+ * you have none" or "...; you are auditor 'x'". *actor (may be NULL)
+ * receives ctl->ident.actor. *out is borrowed from ctl.
+ */
+FF_MUST_USE ff_status ff_ctl_operator(ff_ctl *ctl, const char *what,
+                                      ff_registry **out, const char **actor,
+                                      ff_error *err);
+
+/* Checks that the CA certificate file ca_path is the consortium CA the
+ * registry recorded. Errors: FF_ERR_AUTH (another CA, naming both
+ * digests' prefixes), FF_ERR_STATE (none recorded), FF_ERR_IO, FF_ERR_DB,
+ * FF_ERR_TOO_LARGE. */
+FF_MUST_USE ff_status ff_ctl_ca_matches(ff_registry *r, const char *ca_path,
+                                        ff_error *err);
+
+/* ---- enrolment (ctl_enrol.c) ---- */
+
+/* `ca init --dir DIR --name NAME --operator OP [--days N]`: the
+ * consortium CA in DIR, the first operator's key and certificate in
+ * DIR/operators/OP.{key,csr,crt}, both recorded in the registry and
+ * audited by operator:OP; refused when the registry has a CA already.
+ * Needs no certificate (there is none yet). Errors: FF_ERR_ARG,
+ * FF_ERR_STATE, FF_ERR_IO, FF_ERR_DB, FF_ERR_INTERNAL. */
+FF_MUST_USE ff_status ff_ctl_ca(ff_ctl *ctl, ff_error *err);
+
+/* `keygen --id ID --role ROLE --key KEY --csr CSR`: a new P-256 key
+ * (0600) and its CSR, locally; no database. Errors: FF_ERR_ARG,
+ * FF_ERR_STATE (KEY exists), FF_ERR_IO, FF_ERR_INTERNAL. */
+FF_MUST_USE ff_status ff_ctl_keygen(ff_ctl *ctl, ff_error *err);
+
+/* `operators add CSR --role operator|auditor --ca-dir DIR --out CERT`
+ * and `operators list`: an operator signs a CSR for another operator
+ * or an auditor and records it; the list shows operator and auditor
+ * certificates. Errors: those of ff_ctl_operator, FF_ERR_ARG,
+ * FF_ERR_FORMAT (the CSR), FF_ERR_STATE, FF_ERR_IO, FF_ERR_DB. */
+FF_MUST_USE ff_status ff_ctl_operators(ff_ctl *ctl, ff_error *err);
+
+/* `sites approve CSR --ca-dir DIR --out CERT`, `sites revoke HOLDER
+ * [--serial S] --reason R` and `sites list`. Errors: as
+ * ff_ctl_operators, FF_ERR_NOT_FOUND (revoking an unknown holder). */
+FF_MUST_USE ff_status ff_ctl_sites(ff_ctl *ctl, ff_error *err);
+
+/* `coordinator cert --ca-dir DIR --hosts H,... --out PREFIX [--id ID]`:
+ * PREFIX.key, PREFIX.csr and PREFIX.crt (serverAuth, the hosts as
+ * subjectAltNames), recorded. Errors: as ff_ctl_operators. */
+FF_MUST_USE ff_status ff_ctl_coordinator(ff_ctl *ctl, ff_error *err);
+
+/* ---- stages (ctl_stages.c) ---- */
+
+/* `promote MODEL VERSION --to STAGE [--reason R] [--allow-regression]`
+ * (ff_registry_version_promote). Errors: those of ff_ctl_operator,
+ * FF_ERR_ARG, FF_ERR_NOT_FOUND, FF_ERR_STATE (refused), FF_ERR_DB. */
+FF_MUST_USE ff_status ff_ctl_promote(ff_ctl *ctl, ff_error *err);
+
+/* `approve MODEL VERSION [--allow-regression]`
+ * (ff_registry_version_approve). Errors: as ff_ctl_promote. */
+FF_MUST_USE ff_status ff_ctl_approve(ff_ctl *ctl, ff_error *err);
+
+/* `rollback MODEL [--to VERSION] --reason R` (ff_registry_rollback).
+ * Errors: as ff_ctl_promote. */
+FF_MUST_USE ff_status ff_ctl_rollback(ff_ctl *ctl, ff_error *err);
+
+/* `history MODEL`: the production periods and the promotion requests
+ * (ff_registry_history), as tables or --json. Errors: FF_ERR_NOT_FOUND,
+ * FF_ERR_DB, FF_ERR_IO. */
+FF_MUST_USE ff_status ff_ctl_history(ff_ctl *ctl, ff_error *err);
 
 /* ---- text rendering (ctl_table.c) ---- */
 

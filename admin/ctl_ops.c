@@ -1,7 +1,9 @@
 /*
  * ctl_ops.c - what fedfusectl commands share (connecting, parsing numbers,
- * printing JSON) and the two commands that change something: export
- * (writes a file) and migrate (upgrades the schema).
+ * printing JSON) and two commands that change something: export (writes
+ * a file) and migrate (upgrades the schema; open to anyone who can reach
+ * the database, since deploy scripts run it before any certificate
+ * exists).
  */
 #include "ctl.h"
 
@@ -56,7 +58,9 @@ ff_ctl_connect(ff_ctl *ctl, ff_registry **out, ff_error *err)
                 "fedfusectl: warning: schema version %d is newer than this "
                 "program's %d\n",
                 current, latest);
-    return FF_OK;
+    if (ctl->no_identity)
+        return FF_OK;
+    return ff_ctl_identify(ctl, *out, err);
 }
 
 ff_status

@@ -345,33 +345,34 @@ cell_privacy(ff_ctl_table *t, const json_t *v)
 static ff_status
 versions_table(const json_t *list, ff_error *err)
 {
-    const char *h[10 + FF_CTL_MAX_ALONE] = {"VERSION", "PARENT", "ROUND",
-                                            "CREATED", "SITES", "EXAMPLES",
-                                            "ACCURACY"};
+    const char *h[11 + FF_CTL_MAX_ALONE] = {"VERSION", "STAGE", "PARENT",
+                                            "ROUND", "CREATED", "SITES",
+                                            "EXAMPLES", "ACCURACY"};
     char names[FF_CTL_MAX_ALONE][40];
     const char *keys[FF_CTL_MAX_ALONE];
     ff_ctl_table t;
 
     /* Header: fixed columns, one per modality seen, the two epsilons,
-     * the digest. */
+     * the digest; numbers right-aligned. */
     size_t nk = alone_keys(list, keys);
     for (size_t k = 0; k < nk; k++) {
         char *safe = ff_ctl_escape(keys[k], 16);
         snprintf(names[k], sizeof(names[k]), "ALONE:%s", safe ? safe : "?");
         free(safe);
-        h[7 + k] = names[k];
+        h[8 + k] = names[k];
     }
-    h[7 + nk] = "EPS(RECORD)";
-    h[8 + nk] = "EPS(SITE)";
-    h[9 + nk] = "DIGEST";
-    ff_ctl_table_init(&t, 10 + nk, h, FF_CTL_CELL);
-    t.right = ((1u << (9 + nk)) - 1u) & ~(1u << 3);
+    h[8 + nk] = "EPS(RECORD)";
+    h[9 + nk] = "EPS(SITE)";
+    h[10 + nk] = "DIGEST";
+    ff_ctl_table_init(&t, 11 + nk, h, FF_CTL_CELL);
+    t.right = ((1u << (10 + nk)) - 1u) & ~(1u << 1) & ~(1u << 4);
 
     for (size_t i = 0; i < json_array_size(list); i++) {
         const json_t *v = json_array_get(list, i);
         const json_t *metrics = json_object_get(v, "metrics");
         const char *digest = jstr(v, "digest");
         cell_int(&t, v, "version");
+        ff_ctl_table_cell(&t, jstr(v, "stage"));
         cell_int(&t, v, "parent");
         cell_int(&t, v, "round");
         cell_time(&t, v, "created_at");
@@ -447,17 +448,70 @@ kv_json(const char *label, const json_t *v)
     free(text);
 }
 
+/* The signature lines: the signer's key, or "unsigned". */
+static void
+show_signature(const json_t *v)
+{
+    char buf[160];
+
+    if (!json_is_true(json_object_get(v, "signed"))) {
+        kv("signature", "- (unsigned)");
+        return;
+    }
+    snprintf(buf, sizeof(buf), "Ed25519 %.24s... by key %s",
+             jstr(v, "signature") ? jstr(v, "signature") : "?",
+             jstr(v, "signer_key") ? jstr(v, "signer_key") : "?");
+    kv("signature", buf);
+
+    /* The metadata as the JSON it is, or as the text it is. */
+    const char *meta = jstr(v, "signed_metadata");
+    json_t *parsed = meta ? json_loads(meta, 0, NULL) : NULL;
+    if (parsed != NULL)
+        kv_json("signed metadata", parsed);
+    else
+        kv("signed metadata", meta ? meta : "-");
+    json_decref(parsed);
+}
+
+/* The contributions with their lineage: manifest digest, code version. */
+static ff_status
+show_contributions(const json_t *v, ff_error *err)
+{
+    static const char *const h[] = {"SITE", "EXAMPLES", "MANIFEST",
+                                    "CODE VERSION"};
+    const json_t *list = json_object_get(v, "contributions");
+    ff_ctl_table t;
+
+    ff_ctl_table_init(&t, 4, h, 0);
+    t.right = 1u << 1;
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const json_t *c = json_array_get(list, i);
+        const char *md = jstr(c, "manifest_digest");
+        ff_ctl_table_cell(&t, jstr(c, "site"));
+        cell_int(&t, c, "examples");
+        if (md != NULL)
+            ff_ctl_table_cellf(&t, "%.16s...", md);
+        else
+            ff_ctl_table_cell(&t, "-");
+        ff_ctl_table_cell(&t, jstr(c, "code_version"));
+    }
+    ff_status st = FF_OK;
+    if (json_array_size(list) > 0)
+        st = ff_ctl_table_print(&t, stdout, "  ", err);
+    ff_ctl_table_cleanup(&t);
+    return st;
+}
+
 static ff_status
 show_text(const json_t *v, ff_error *err)
 {
-    static const char *const h[] = {"SITE", "EXAMPLES"};
     char buf[128], t1[40], t2[40];
-    ff_ctl_table t;
 
     kv("model", jstr(v, "model"));
     snprintf(buf, sizeof(buf), "%lld",
              (long long)json_integer_value(json_object_get(v, "version")));
     kv("version", buf);
+    kv("stage", jstr(v, "stage"));
     const json_t *parent = json_object_get(v, "parent");
     snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(parent));
     kv("parent", json_is_integer(parent) ? buf : "- (first version)");
@@ -481,19 +535,9 @@ show_text(const json_t *v, ff_error *err)
              (long long)json_integer_value(json_object_get(v, "sites")),
              (long long)json_integer_value(json_object_get(v, "examples")));
     kv("contributions", buf);
+    ff_status st = show_contributions(v, err);
 
-    const json_t *list = json_object_get(v, "contributions");
-    ff_ctl_table_init(&t, 2, h, 0);
-    t.right = 1u << 1;
-    for (size_t i = 0; i < json_array_size(list); i++) {
-        ff_ctl_table_cell(&t, jstr(json_array_get(list, i), "site"));
-        cell_int(&t, json_array_get(list, i), "examples");
-    }
-    ff_status st = FF_OK;
-    if (json_array_size(list) > 0)
-        st = ff_ctl_table_print(&t, stdout, "  ", err);
-    ff_ctl_table_cleanup(&t);
-
+    show_signature(v);
     kv_json("privacy", json_object_get(v, "privacy"));
     kv_json("metrics", json_object_get(v, "metrics"));
     kv_json("train config", json_object_get(v, "train_config"));

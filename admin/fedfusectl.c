@@ -1,13 +1,16 @@
 /*
  * fedfusectl - the operator's and auditor's view of the fedfuse registry.
  *
- *   fedfusectl [--db CONNINFO] [--json] COMMAND [ARGS...]
+ *   fedfusectl [--db CONNINFO] [--cert F --key F --ca F] [--json] COMMAND
  *
- * Reads (and, for `migrate` and `privacy budget`, writes) the PostgreSQL
- * registry; `privacy plan` works out privacy budgets without one. Output is
- * an aligned table for people or, with --json, one JSON document for
- * scripts. Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 unknown
- * model or version.
+ * Reads the PostgreSQL registry and governs it: enrolment (the consortium
+ * CA, certificates for sites, operators, auditors and the coordinator,
+ * revocation) and the stages of model versions (four-eyes promotion,
+ * rollback, history); `privacy plan` and `keygen` need no database.
+ * Commands that change the registry need an operator certificate
+ * (ctl_identity.c). Output is an aligned table for people or, with
+ * --json, one JSON document for scripts. Exit codes: 0 ok, 1 refused or
+ * failed, 2 usage error, 3 unknown model or version.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +26,25 @@ enum {
     OPT_SINCE = 1u << 2,
     OPT_UNTIL = 1u << 3,
     OPT_LIMIT = 1u << 4,
-    OPT_PLAN = 1u << 5,  /* the flags of privacy plan */
-    OPT_AUDIT = 1u << 6  /* audit's --actor, --model, --version, --key,
-                            --out */
+    OPT_PLAN = 1u << 5,    /* the flags of privacy plan */
+    OPT_AUDIT = 1u << 6,   /* audit's --actor, --model, --version, --key */
+    OPT_OUT = 1u << 7,     /* --out */
+    OPT_IDENT = 1u << 8,   /* --cert, --key, --ca: who runs fedfusectl */
+    OPT_KEYGEN = 1u << 9,  /* keygen's --id, --role, --key, --csr */
+    OPT_CA = 1u << 10,     /* ca init's --dir, --name, --operator */
+    OPT_DAYS = 1u << 11,   /* --days */
+    OPT_ISSUE = 1u << 12,  /* --ca-dir */
+    OPT_ROLE = 1u << 13,   /* operators add --role */
+    OPT_HOSTS = 1u << 14,  /* coordinator cert's --hosts, --id */
+    OPT_REASON = 1u << 15, /* --reason */
+    OPT_TO = 1u << 16,     /* --to */
+    OPT_SERIAL = 1u << 17, /* sites revoke --serial */
+    OPT_ALLOW = 1u << 18,  /* --allow-regression (no value) */
+    OPT_SUMMARY = 1u << 19 /* privacy MODEL --summary (no value) */
 };
+
+/* The options of the commands that issue certificates. */
+#define OPT_ISSUING (OPT_IDENT | OPT_ISSUE | OPT_OUT | OPT_DAYS)
 
 typedef struct command {
     const char *name;
@@ -38,24 +56,28 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"status", 0, 0, 0, ff_ctl_status, "status",
+    {"status", 0, 0, OPT_IDENT, ff_ctl_status, "status",
      "Shows each model's coordinator (state, address, round, and the age of\n"
      "its heartbeat), the registered sites with when they were last seen,\n"
      "the rounds running now and the five most recently started rounds.\n"},
-    {"models", 0, 0, 0, ff_ctl_models, "models",
+    {"models", 0, 0, OPT_IDENT, ff_ctl_models, "models",
      "Lists the models with their number of versions and latest version.\n"},
-    {"versions", 1, 1, 0, ff_ctl_versions, "versions MODEL",
-     "Lists the versions of MODEL, oldest first: parent, round, creation\n"
+    {"versions", 1, 1, OPT_IDENT, ff_ctl_versions, "versions MODEL",
+     "Lists the versions of MODEL, oldest first: stage (candidate, staged,\n"
+     "production, archived), parent, round, creation\n"
      "time, contributing sites and examples, test accuracy (metrics.accuracy)\n"
      "and accuracy per modality alone (metrics.alone.*), the version's\n"
      "privacy: EPS(RECORD), the largest record-level epsilon of its sites,\n"
      "and EPS(SITE), the model's site-level epsilon (\"inf\": recorded as\n"
      "unbounded; \"-\": no privacy recorded), and the digest prefix.\n"},
-    {"show", 2, 2, 0, ff_ctl_show, "show MODEL VERSION",
-     "Shows one version in full: lineage, round, contributions, privacy,\n"
-     "metrics, training config, BLAKE2b digest and artifact size.\n"},
+    {"show", 2, 2, OPT_IDENT, ff_ctl_show, "show MODEL VERSION",
+     "Shows one version in full: stage, lineage, round, contributions (with\n"
+     "each site's manifest digest and code version), privacy, metrics,\n"
+     "training config, BLAKE2b digest, artifact size, and the coordinator's\n"
+     "signature: signer key and the signed metadata.\n"},
     {"audit", 0, 1,
-     OPT_SITE | OPT_ACTION | OPT_SINCE | OPT_UNTIL | OPT_LIMIT | OPT_AUDIT,
+     OPT_SITE | OPT_ACTION | OPT_SINCE | OPT_UNTIL | OPT_LIMIT | OPT_AUDIT |
+         OPT_OUT | OPT_IDENT,
      ff_ctl_audit,
      "audit [--site S] [--actor A|PREFIX*] [--action A|PREFIX*] "
      "[--model M] [--version V] [--since T] [--until T] [--limit N]\n"
@@ -80,18 +102,20 @@ static const command commands[] = {
      "exact text that was hashed; atomically (a temporary file beside FILE,\n"
      "renamed into place). FILE may be new or a regular file; anything else\n"
      "(a symbolic link, a directory, a FIFO) is refused, never followed.\n"},
-    {"export", 3, 3, 0, ff_ctl_export, "export MODEL VERSION FILE",
+    {"export", 3, 3, OPT_IDENT, ff_ctl_export, "export MODEL VERSION FILE",
      "Writes the artifact of MODEL VERSION to FILE atomically (a temporary\n"
      "file in the same folder, renamed into place), after checking that the\n"
      "bytes written hash to the stored BLAKE2b digest. On a mismatch nothing\n"
      "is left behind and the exit code is 1.\n"},
     {"migrate", 0, 0, 0, ff_ctl_migrate, "migrate",
      "Applies the schema migrations the database lacks and prints the\n"
-     "schema version. Safe to run concurrently and repeatedly.\n"},
-    {"privacy", 0, 2, OPT_PLAN, ff_ctl_privacy,
+     "schema version. Safe to run concurrently and repeatedly. Needs no\n"
+     "certificate: deploy scripts run it before any exists.\n"},
+    {"privacy", 0, 2, OPT_PLAN | OPT_IDENT | OPT_LIMIT | OPT_SUMMARY,
+     ff_ctl_privacy,
      "privacy plan --sampling-rate Q (--noise-multiplier Z | --epsilon E) "
      "--steps T --delta D\n"
-     "privacy [ledger] MODEL\n"
+     "privacy [ledger] MODEL [--limit N | --summary]\n"
      "privacy budget MODEL --epsilon E --delta D",
      "privacy plan: the privacy budget of T steps of the Poisson-subsampled\n"
      "Gaussian (DP-SGD, DP-FedAvg with central noise) by Renyi-DP\n"
@@ -118,13 +142,97 @@ static const command commands[] = {
      "mechanism (dp-sgd, central-gaussian, ddgauss, none), cumulative\n"
      "epsilon (\"inf\": unbounded, no DP), delta, noise multiplier, clip,\n"
      "sampling rate q, steps, the epsilon budget in force (\"none\"), and\n"
-     "the reason of a refusal. 'ledger' is needed only for a model named\n"
-     "plan, budget or ledger. Exit code 3 for an unknown model.\n"
+     "the reason of a refusal. --limit N shows the newest N rows (default\n"
+     "200, at most 10000; 0: all, read and printed in pages of 2000 rows,\n"
+     "each page its own table). --summary prints one line per site and one\n"
+     "for the model: rows, spent, refused, rounds, and the epsilon of the\n"
+     "newest spent row (the cumulative epsilon so far). 'ledger' is needed\n"
+     "only for a model named plan, budget or ledger. Exit code 3 for an\n"
+     "unknown model.\n"
      "\n"
      "privacy budget MODEL --epsilon E --delta D: sets the model's\n"
      "site-level budget (E > 0 finite, D in (0, 1)); the coordinator reads\n"
      "it before each round and refuses a round that would exceed it.\n"
-     "Audited as privacy.budget_set by operator:USER (the OS user).\n"},
+     "Needs an operator certificate; audited as privacy.budget_set by\n"
+     "operator:NAME (the certificate's name).\n"},
+    {"ca", 1, 1, OPT_CA | OPT_DAYS, ff_ctl_ca,
+     "ca init --dir DIR --name NAME --operator OPERATOR [--days N]",
+     "Creates the consortium CA in DIR (ca.key 0600, ca.crt; DIR made 0700;\n"
+     "an existing CA is never overwritten) valid for N days (default\n"
+     "3650), and the first operator's key and certificate in\n"
+     "DIR/operators/OPERATOR.key, .csr, .crt. The registry records the CA\n"
+     "(the BLAKE2b digest of ca.crt: every --ca given later must be this\n"
+     "file) and the certificate, audited as ca.created and cert.issued by\n"
+     "operator:OPERATOR. Refused when the registry has a CA already. Needs\n"
+     "no certificate (none exists yet); keep ca.key offline after this.\n"},
+    {"keygen", 0, 0, OPT_KEYGEN, ff_ctl_keygen,
+     "keygen --id ID --role site|operator|auditor|coordinator --key KEY "
+     "--csr CSR",
+     "Makes a new P-256 key in KEY (mode 0600; an existing file is never\n"
+     "overwritten) and a certificate signing request in CSR with subject\n"
+     "CN=ID, OU=ROLE. Nothing leaves this machine and no database is\n"
+     "needed: hand CSR to an operator (operators add, sites approve).\n"},
+    {"operators", 1, 2, OPT_ISSUING | OPT_ROLE, ff_ctl_operators,
+     "operators add CSR --role operator|auditor --ca-dir DIR --out CERT "
+     "[--days N]\n"
+     "operators list",
+     "operators add: signs the request CSR (its OU must be the role asked\n"
+     "for) with the CA in DIR, which must be the registry's, writes CERT\n"
+     "(valid N days, default 365) and records it, audited as cert.issued\n"
+     "by the operator running it. Needs an operator certificate.\n"
+     "operators list: operator and auditor certificates with their state\n"
+     "(active, revoked, expired), newest first.\n"},
+    {"sites", 1, 2, OPT_ISSUING | OPT_REASON | OPT_SERIAL, ff_ctl_sites,
+     "sites approve CSR --ca-dir DIR --out CERT [--days N]\n"
+     "sites revoke SITE [--serial HEX] --reason R\n"
+     "sites list",
+     "sites approve: issues a site certificate for the request CSR that the\n"
+     "site made with 'fedfuse-site enroll' (its key never leaves the site)\n"
+     "and records it; hand CERT back to the site.\n"
+     "sites revoke: revokes every certificate of SITE (or only --serial),\n"
+     "recording who and why; the coordinator refuses the site from its\n"
+     "next call. Works for any holder (an operator or auditor who left).\n"
+     "Both need an operator certificate and are audited (cert.issued,\n"
+     "cert.revoked).\n"
+     "sites list: site certificates with their state, newest first.\n"},
+    {"coordinator", 1, 1, OPT_ISSUING | OPT_HOSTS, ff_ctl_coordinator,
+     "coordinator cert --ca-dir DIR --hosts H[,H...] --out PREFIX "
+     "[--id ID] [--days N]",
+     "Makes the coordinator's key PREFIX.key (0600), request PREFIX.csr\n"
+     "and certificate PREFIX.crt (CN ID, default coordinator; serverAuth;\n"
+     "the hosts, DNS names or IP addresses, as subjectAltNames) and records\n"
+     "it. Needs an operator certificate.\n"},
+    {"promote", 2, 2, OPT_IDENT | OPT_TO | OPT_REASON | OPT_ALLOW,
+     ff_ctl_promote,
+     "promote MODEL VERSION --to staged|production|archived [--reason R] "
+     "[--allow-regression]",
+     "Moves a version to a stage (candidate -> staged -> production ->\n"
+     "archived). staged and archived: at once (the production version\n"
+     "cannot be moved this way: promote another one or roll back).\n"
+     "production takes two different operators: the first call records a\n"
+     "pending request, a second call or 'approve' by another operator\n"
+     "completes it; the previous production version becomes archived.\n"
+     "The accuracy gate refuses a version whose test accuracy\n"
+     "(metrics.accuracy) is below the production version's, when the\n"
+     "request is made and when it is approved; --allow-regression passes\n"
+     "it and is recorded. Needs an operator certificate; audited\n"
+     "(promotion.requested, promotion.refused, version.promoted).\n"},
+    {"approve", 2, 2, OPT_IDENT | OPT_ALLOW, ff_ctl_approve,
+     "approve MODEL VERSION [--allow-regression]",
+     "Approves the pending request to put VERSION into production. The\n"
+     "operator who requested it cannot approve it. Needs an operator\n"
+     "certificate; audited as version.promoted with both operators.\n"},
+    {"rollback", 1, 1, OPT_IDENT | OPT_TO | OPT_REASON, ff_ctl_rollback,
+     "rollback MODEL [--to VERSION] --reason R",
+     "Puts back the version that was in production before the current one\n"
+     "(or VERSION, which must have been in production before), in one step\n"
+     "by one operator; the current one becomes archived. Needs an operator\n"
+     "certificate; audited as version.rolled_back.\n"},
+    {"history", 1, 1, OPT_IDENT, ff_ctl_history, "history MODEL",
+     "Every production period of MODEL: version, from, until, how\n"
+     "(promote or rollback), who requested and who approved it (or\n"
+     "\"rollback by\"), the reason; then every promotion request with its\n"
+     "outcome (pending, done, refused).\n"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -148,14 +256,24 @@ static void
 print_usage(FILE *out)
 {
     fprintf(out,
-            "usage: fedfusectl [--db CONNINFO] [--json] COMMAND [ARGS...]\n"
+            "usage: fedfusectl [--db CONNINFO] [--cert F --key F --ca F] "
+            "[--json]\n"
+            "                  COMMAND [ARGS...]\n"
             "\n"
-            "Reads the fedfuse registry in PostgreSQL (privacy plan needs\n"
-            "no database; migrate and privacy budget write to it).\n"
+            "Reads and governs the fedfuse registry in PostgreSQL (privacy\n"
+            "plan and keygen need no database).\n"
             "\n"
             "options:\n"
             "  --db CONNINFO  libpq conninfo or URI of the registry (default:\n"
             "                 environment variable FEDFUSE_DB)\n"
+            "  --cert FILE    your certificate from the consortium CA\n"
+            "  --key FILE     its private key\n"
+            "  --ca FILE      the consortium CA's certificate (defaults:\n"
+            "                 FEDFUSE_CERT, FEDFUSE_KEY, FEDFUSE_CA). Commands\n"
+            "                 that change the registry need an operator's;\n"
+            "                 reading needs none (the database's own access\n"
+            "                 control is the outer gate). For audit and\n"
+            "                 keygen, --key after the command means theirs.\n"
             "  --json         print one JSON document instead of tables\n"
             "  --help         this text; COMMAND --help for a command's\n"
             "  --version      print the version\n"
@@ -163,7 +281,7 @@ print_usage(FILE *out)
             "commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         print_synopsis(out, "  ", "  ", commands[i].synopsis);
-    fprintf(out, "\nexit codes: 0 ok, 1 runtime error, 2 usage error, "
+    fprintf(out, "\nexit codes: 0 ok, 1 refused or failed, 2 usage error, "
                  "3 unknown model or version\n");
 }
 
@@ -174,6 +292,10 @@ print_command_help(const command *c)
                    "       fedfusectl [--db CONNINFO] [--json] ",
                    c->synopsis);
     printf("\n%s", c->help);
+    if (c->opts & OPT_IDENT)
+        printf("\nidentity: --cert FILE --key FILE --ca FILE (or "
+               "FEDFUSE_CERT, FEDFUSE_KEY,\nFEDFUSE_CA), verified against "
+               "the consortium CA and the registry when given.\n");
 }
 
 static const command *
@@ -207,7 +329,10 @@ usage_error(const char *cmd, const char *msg)
     return FF_CTL_EXIT_USAGE;
 }
 
-/* Where the value of an option is kept, or NULL when c does not take it. */
+/* Where the value of an option is kept, or NULL when c does not take it.
+ * Before the command (c NULL) only --db and the identity are taken. The
+ * first entry whose bit c has wins: --key is audit's or keygen's own for
+ * those commands. */
 static const char **
 option_slot(ff_ctl *ctl, const command *c, const char *name)
 {
@@ -225,7 +350,23 @@ option_slot(ff_ctl *ctl, const command *c, const char *name)
         {"--model", OPT_AUDIT, offsetof(ff_ctl, model)},
         {"--version", OPT_AUDIT, offsetof(ff_ctl, version)},
         {"--key", OPT_AUDIT, offsetof(ff_ctl, key)},
-        {"--out", OPT_AUDIT, offsetof(ff_ctl, out)},
+        {"--key", OPT_KEYGEN, offsetof(ff_ctl, new_key)},
+        {"--key", OPT_IDENT, offsetof(ff_ctl, id_key)},
+        {"--cert", OPT_IDENT, offsetof(ff_ctl, cert)},
+        {"--ca", OPT_IDENT, offsetof(ff_ctl, ca)},
+        {"--out", OPT_OUT, offsetof(ff_ctl, out)},
+        {"--id", OPT_KEYGEN | OPT_HOSTS, offsetof(ff_ctl, id)},
+        {"--role", OPT_KEYGEN | OPT_ROLE, offsetof(ff_ctl, role)},
+        {"--csr", OPT_KEYGEN, offsetof(ff_ctl, csr)},
+        {"--dir", OPT_CA, offsetof(ff_ctl, dir)},
+        {"--name", OPT_CA, offsetof(ff_ctl, name)},
+        {"--operator", OPT_CA, offsetof(ff_ctl, operator_name)},
+        {"--days", OPT_DAYS, offsetof(ff_ctl, days)},
+        {"--ca-dir", OPT_ISSUE, offsetof(ff_ctl, ca_dir)},
+        {"--hosts", OPT_HOSTS, offsetof(ff_ctl, hosts)},
+        {"--reason", OPT_REASON, offsetof(ff_ctl, reason)},
+        {"--to", OPT_TO, offsetof(ff_ctl, to)},
+        {"--serial", OPT_SERIAL, offsetof(ff_ctl, serial)},
         {"--sampling-rate", OPT_PLAN, offsetof(ff_ctl, sampling_rate)},
         {"--noise-multiplier", OPT_PLAN, offsetof(ff_ctl, noise_multiplier)},
         {"--epsilon", OPT_PLAN, offsetof(ff_ctl, epsilon)},
@@ -233,12 +374,12 @@ option_slot(ff_ctl *ctl, const command *c, const char *name)
         {"--delta", OPT_PLAN, offsetof(ff_ctl, delta)},
         {"--order-grid", OPT_PLAN, offsetof(ff_ctl, order_grid)},
     };
+    unsigned opts = c != NULL ? c->opts : OPT_IDENT;
 
     if (strcmp(name, "--db") == 0)
         return &ctl->db;
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-        if (c != NULL && (c->opts & table[i].bit) &&
-            strcmp(name, table[i].name) == 0)
+        if ((opts & table[i].bit) && strcmp(name, table[i].name) == 0)
             return (const char **)((char *)ctl + table[i].offset);
     return NULL;
 }
@@ -277,6 +418,16 @@ parse_args(ff_ctl *ctl, const command *c, int argc, char **argv, int *i)
             return 1;
         if (strcmp(a, "--json") == 0) {
             ctl->json = 1;
+            continue;
+        }
+        if (c != NULL && (c->opts & OPT_ALLOW) &&
+            strcmp(a, "--allow-regression") == 0) {
+            ctl->allow_regression = 1;
+            continue;
+        }
+        if (c != NULL && (c->opts & OPT_SUMMARY) &&
+            strcmp(a, "--summary") == 0) {
+            ctl->summary = 1;
             continue;
         }
 

@@ -144,6 +144,8 @@ FF_MUST_USE ff_status ff_registry_round_abort(ff_registry *r,
 typedef struct ff_contribution {
     const char *site;
     int64_t examples;
+    const char *manifest_digest; /* hex, as the site reported; may be NULL */
+    const char *code_version;    /* the site's; may be NULL */
 } ff_contribution;
 
 /* A version to publish. All pointers borrowed. */
@@ -167,16 +169,41 @@ typedef struct ff_version_new {
                                    "site_epsilon" (the model's site-level
                                    epsilon, or null when unbounded),
                                    "delta", "site_mechanism", ...} */
+    const uint8_t *signature;   /* FF_REGISTRY_SIG_BYTES: the coordinator's
+                                   Ed25519 signature over the version
+                                   (ff_trust_model_sign), stored as given;
+                                   NULL: unsigned */
+    const uint8_t *signer_key;  /* FF_REGISTRY_KEY_BYTES: the public key
+                                   that made it; NULL exactly when
+                                   signature is */
+    const char *signed_metadata; /* the metadata JSON text the signature
+                                   covers, byte for byte; NULL when
+                                   unsigned (FF_ERR_ARG when given without
+                                   a signature) */
 } ff_version_new;
+
+/* Bytes of a version's Ed25519 signature and of its signer's key. */
+#define FF_REGISTRY_SIG_BYTES 64
+#define FF_REGISTRY_KEY_BYTES 32
+
+/* Most bytes of a contribution's code version or a version's signed
+ * metadata. */
+#define FF_REGISTRY_MAX_CODE_VERSION 200u
+#define FF_REGISTRY_MAX_METADATA (1024u * 1024u)
 
 /* Checks digest_hex against the artifact, then in one transaction: locks
  * the model's row (concurrent publishers queue), inserts the version
- * (number = parent + 1), its contributions, marks the round published, and
- * audits "version.published" and "round.finished" (the latter only when
- * round > 0). *version (may be NULL) receives the number, 0 on error.
- * Errors: FF_ERR_DB, FF_ERR_TOO_LARGE, FF_ERR_ARG (bad name, malformed
- * digest, negative examples), FF_ERR_DIGEST (digest_hex is not the
- * artifact's BLAKE2b-256), FF_ERR_NOT_FOUND (model not created),
+ * (number = parent + 1, stage "candidate") with its signature, its
+ * contributions (with manifest digests and code versions), marks the round
+ * published, and audits "version.published" and "round.finished" (the
+ * latter only when round > 0). The signature is stored, not verified:
+ * the registry does not know the signed message (trust/ does).
+ * *version (may be NULL) receives the number, 0 on error.
+ * Errors: FF_ERR_DB, FF_ERR_TOO_LARGE (artifact or metadata), FF_ERR_ARG
+ * (bad name, malformed digest or manifest digest, negative examples, a
+ * signature without its key or the reverse, metadata without a
+ * signature, a code version too long), FF_ERR_DIGEST (digest_hex is not
+ * the artifact's BLAKE2b-256), FF_ERR_NOT_FOUND (model not created),
  * FF_ERR_STATE (parent is not the model's latest version, the round is
  * not running, or a site appears twice). On any error nothing is
  * written. */
@@ -226,7 +253,11 @@ FF_MUST_USE ff_status ff_registry_ledger_add(ff_registry *r,
                                              const ff_ledger_entry *e,
                                              ff_error *err);
 
-/* The ledger of model, oldest first: {"model", "budget": {"epsilon",
+/* The whole ledger of model, oldest first, in one JSON document: memory
+ * and time grow with every row of every site, so use it only for small
+ * ledgers (tests); fedfusectl pages with ff_registry_ledger_page and the
+ * coordinator needs only ff_registry_ledger_model_rows.
+ * {"model", "budget": {"epsilon",
  * "delta", "set_by", "set_at"} or null, "entries": [{"round", "site"
  * (null for the model), "status", "mechanism", "epsilon" (null =
  * unbounded), "delta", "noise_multiplier" (null: not applicable),
@@ -237,6 +268,72 @@ FF_MUST_USE ff_status ff_registry_ledger_add(ff_registry *r,
  * such model). */
 FF_MUST_USE ff_status ff_registry_ledger(ff_registry *r, const char *model,
                                          json_t **out, ff_error *err);
+
+/* Most rows one ledger page may ask for. */
+#define FF_REGISTRY_LEDGER_PAGE_MAX 10000
+
+/* Most sites (the model counting as one) a ledger summary lists. */
+#define FF_REGISTRY_LEDGER_SUMMARY_MAX 10000
+
+/* Which rows of a model's ledger one page holds: rows with an id above
+ * after_id, oldest first, at most `limit`; or, with `newest`, the newest
+ * `limit` rows (after_id must then be 0), still oldest first. */
+typedef struct ff_ledger_page {
+    int64_t after_id;   /* >= 0; 0: from the first row */
+    int newest;         /* 1: the tail of the ledger */
+    int limit;          /* 1 .. FF_REGISTRY_LEDGER_PAGE_MAX */
+} ff_ledger_page;
+
+/* One page of the ledger of model (p borrowed): {"model", "budget" (as
+ * ff_registry_ledger), "entries": [the members of ff_registry_ledger's
+ * entries and "id", the row's id, increasing]} and, when p->newest,
+ * "total", the number of rows the model has. To read the whole ledger
+ * in bounded memory, start with after_id 0 and pass the last entry's id
+ * as after_id until a page holds fewer than limit entries. Each page is
+ * one query: rows appended between pages show up in a later page.
+ * *out is new, caller decrefs (NULL on error). Errors: FF_ERR_ARG (bad
+ * name, limit or after_id), FF_ERR_NOT_FOUND (no such model), FF_ERR_DB.
+ * Thread-safe. */
+FF_MUST_USE ff_status ff_registry_ledger_page(ff_registry *r,
+                                              const char *model,
+                                              const ff_ledger_page *p,
+                                              json_t **out, ff_error *err);
+
+/* The ledger of model summed up per site, in one query whatever its
+ * length: {"model", "budget", "total" (rows), "site_count" (distinct
+ * sites, the model counting as one), "sites": [{"site" (null: the
+ * model's own rows, listed first; then by name), "rows", "spent",
+ * "refused", "first_round", "last_round", "last_status", "epsilon",
+ * "delta", "mechanism", "at" (of the newest "spent" row: the cumulative
+ * epsilon, null when unbounded; all null when spent is 0), "budget" (of
+ * the newest row)}]}, at most FF_REGISTRY_LEDGER_SUMMARY_MAX sites
+ * (site_count says how many there are). *out is new, caller decrefs.
+ * Errors: FF_ERR_ARG (bad name), FF_ERR_NOT_FOUND, FF_ERR_DB.
+ * Thread-safe. */
+FF_MUST_USE ff_status ff_registry_ledger_summary(ff_registry *r,
+                                                 const char *model,
+                                                 json_t **out,
+                                                 ff_error *err);
+
+/* The model's own ledger rows (site NULL), all of them, oldest first, as
+ * the coordinator needs to rebuild its accountant: {"model", "budget",
+ * "entries": [as ff_registry_ledger_page], "audited": the number of
+ * privacy.spent and privacy.refused audit rows of the model with site
+ * NULL}. Read in one snapshot, and checked first against those audit
+ * rows (which are hash-chained: `fedfusectl audit verify`): each audit
+ * row must have its ledger row (same round and status, paired in id
+ * order) with the same mechanism, epsilon, delta, steps and budget, and
+ * each ledger row its audit row. This catches model rows deleted or
+ * changed with the append-only trigger disabled. Memory grows with the
+ * model's rounds, not with its sites' rows. *out is new, caller decrefs
+ * (NULL on error). Errors: FF_ERR_DIGEST (the two disagree; the message
+ * names the first round and what is wrong: "round 7: the model's spent
+ * row is missing from the privacy ledger (audit row 41)"), FF_ERR_ARG
+ * (bad name), FF_ERR_NOT_FOUND (no such model), FF_ERR_DB. Thread-safe. */
+FF_MUST_USE ff_status ff_registry_ledger_model_rows(ff_registry *r,
+                                                    const char *model,
+                                                    json_t **out,
+                                                    ff_error *err);
 
 /* Sets (or replaces) the model's site-level budget (epsilon > 0 finite,
  * delta in (0, 1)) and, in the same transaction, audits
@@ -255,6 +352,190 @@ FF_MUST_USE ff_status ff_registry_budget_get(ff_registry *r,
                                              const char *model,
                                              double *epsilon, double *delta,
                                              int *found, ff_error *err);
+
+/* --- enrolment and stages (docs/governance.md) --- */
+
+/* Records the consortium CA, once: its name and the BLAKE2b-256 (hex, as
+ * ff_registry_digest) of its certificate file's bytes, audited
+ * "ca.created" by actor in the same transaction. fedfusectl checks every
+ * CA file it is given against it. Errors: FF_ERR_ARG, FF_ERR_STATE (a CA
+ * is already recorded), FF_ERR_DB. Thread-safe. */
+FF_MUST_USE ff_status ff_registry_ca_set(ff_registry *r, const char *name,
+                                         const char *cert_digest,
+                                         const char *actor, ff_error *err);
+
+/* The consortium CA: *found = 0 when none is recorded; else its
+ * certificate digest (65 bytes with the NUL) and name (cap bytes, cut).
+ * Errors: FF_ERR_DB. Thread-safe. */
+FF_MUST_USE ff_status ff_registry_ca_get(ff_registry *r, int *found,
+                                         char cert_digest[65], char *name,
+                                         size_t cap, ff_error *err);
+
+/* Records a certificate issued to a site, operator, auditor or the
+ * coordinator (holder = its CN; role by name: "site", "operator",
+ * "auditor", "coordinator"; serial and fingerprint lower-case hex as in
+ * ff_trust_cert_info; not_after in Unix seconds) and, in the same
+ * transaction, audits "cert.issued" by actor ("operator:NAME"; site =
+ * holder for a site). All strings borrowed. Errors: FF_ERR_ARG (naming
+ * the field: bad holder, role, serial, fingerprint, empty actor),
+ * FF_ERR_STATE (serial already recorded), FF_ERR_DB; nothing written on
+ * error. Thread-safe. */
+FF_MUST_USE ff_status ff_registry_cert_add(ff_registry *r, const char *holder,
+                                           const char *role,
+                                           const char *serial,
+                                           const char *fingerprint,
+                                           int64_t not_after,
+                                           const char *actor, ff_error *err);
+
+/* Revokes every unrevoked certificate of holder (or only `serial` when not
+ * NULL) with a reason (non-empty), recording when, by whom (actor) and
+ * why, and audits "cert.revoked" (details: holder, serials, reason) in the
+ * same transaction. Errors: FF_ERR_ARG, FF_ERR_NOT_FOUND (holder has no
+ * such certificate), FF_ERR_STATE (all of them already revoked),
+ * FF_ERR_DB; nothing written on error. Thread-safe. */
+FF_MUST_USE ff_status ff_registry_cert_revoke(ff_registry *r,
+                                              const char *holder,
+                                              const char *serial,
+                                              const char *reason,
+                                              const char *actor,
+                                              ff_error *err);
+
+/* Whether the certificate `serial` of holder may act: *ok = 1 when it was
+ * recorded by ff_registry_cert_add for this holder, is not revoked and
+ * has not expired; otherwise *ok = 0 and why (cap bytes, may be NULL when
+ * cap is 0) says "unknown certificate SERIAL", "certificate SERIAL belongs
+ * to OTHER", "revoked at TIME by ACTOR: REASON" or "expired at TIME".
+ * Reads only. Errors: FF_ERR_DB. Thread-safe. */
+FF_MUST_USE ff_status ff_registry_cert_check(ff_registry *r,
+                                             const char *holder,
+                                             const char *serial, int *ok,
+                                             char *why, size_t cap,
+                                             ff_error *err);
+
+/* The certificates recorded, newest first; role (may be NULL: all) and
+ * holder (may be NULL) filter. [{"holder", "role", "serial",
+ * "fingerprint", "not_after", "issued_by", "issued_at", "revoked_at",
+ * "revoked_by", "revoke_reason", "state": "active" | "revoked" |
+ * "expired"}]. *out is new, caller decrefs. Errors: FF_ERR_DB. */
+FF_MUST_USE ff_status ff_registry_certs(ff_registry *r, const char *role,
+                                        const char *holder, json_t **out,
+                                        ff_error *err);
+
+/* The production version of model (*version = 0, everything else NULL or
+ * 0 when none) with its artifact (malloc'd, caller frees; the digest is
+ * rechecked as version_latest does, nothing returned on mismatch), its
+ * signature and signer key (copied into the caller's arrays when
+ * *is_signed = 1) and its signed metadata (malloc'd text, caller frees;
+ * NULL and *is_signed = 0 when the version is unsigned). Errors:
+ * FF_ERR_DB, FF_ERR_DIGEST, FF_ERR_TOO_LARGE, FF_ERR_NOMEM. Thread-safe. */
+FF_MUST_USE ff_status ff_registry_version_production(ff_registry *r,
+                                                     const char *model,
+                                                     int *version,
+                                                     uint8_t **artifact,
+                                                     size_t *len,
+                                                     uint8_t signature[64],
+                                                     uint8_t signer_key[32],
+                                                     char **signed_metadata,
+                                                     int *is_signed,
+                                                     ff_error *err);
+
+/* What a promotion call did. */
+typedef enum ff_promotion_result {
+    FF_PROMOTION_DONE = 1,     /* the version is now in the asked stage */
+    FF_PROMOTION_PENDING = 2   /* recorded; waits for a second operator */
+} ff_promotion_result;
+
+/* A promotion request. All pointers borrowed. */
+typedef struct ff_promotion {
+    const char *model;
+    int version;
+    const char *to_stage;      /* "staged", "production" or "archived" */
+    const char *actor;         /* "operator:NAME" */
+    const char *reason;        /* may be NULL */
+    int allow_regression;      /* production: pass the accuracy gate */
+} ff_promotion;
+
+/*
+ * Moves a version between stages (candidate -> staged -> production ->
+ * archived; docs/governance.md), each step in one transaction with its
+ * audit row, the model's row locked so that promotions of one model
+ * queue.
+ *
+ * To "staged" or "archived": done at once by one operator (audited
+ * "version.promoted"); the production version cannot be moved this way
+ * (promote another one, or roll back).
+ *
+ * To "production" it takes two different operators. When no request for
+ * this version is pending, the call records one (promotions row, audited
+ * "promotion.requested") and *result = FF_PROMOTION_PENDING. When one is
+ * pending, the call approves it as ff_registry_version_approve does.
+ *
+ * The accuracy gate: metrics.accuracy of the version must be at least
+ * that of the current production version (when there is one and it has an
+ * accuracy), unless allow_regression, which is recorded on the request
+ * and in the audit row. It is applied when the request is made and again
+ * when it is approved. A refusal by the gate is committed (the request
+ * row with state "refused", audited "promotion.refused") and then
+ * returned as FF_ERR_STATE with both accuracies in the message.
+ *
+ * Errors: FF_ERR_ARG (bad name, stage, version or actor), FF_ERR_NOT_FOUND
+ * (no such model or version), FF_ERR_STATE (already in that stage, moving
+ * the production version, the same operator approving, the gate),
+ * FF_ERR_DB. Thread-safe.
+ */
+FF_MUST_USE ff_status ff_registry_version_promote(ff_registry *r,
+                                                  const ff_promotion *p,
+                                                  ff_promotion_result *result,
+                                                  ff_error *err);
+
+/*
+ * Approves the pending request to put model's version into production, as
+ * actor, who must not be the operator who requested it (FF_ERR_STATE
+ * "... requested by operator:X; a second, different operator must
+ * approve"). Applies the accuracy gate again (allow_regression here or on
+ * the request passes it). On success, in one transaction: the previous
+ * production version becomes "archived" and its production period ends;
+ * the version becomes "production" with a new period (promoted by the
+ * requester, approved by actor, with the request's reason); the request is
+ * marked "done"; audited "version.promoted" by actor with requested_by,
+ * approved_by, previous version and both accuracies. Errors: FF_ERR_ARG,
+ * FF_ERR_NOT_FOUND (no such model or version, or nothing pending),
+ * FF_ERR_STATE, FF_ERR_DB. Thread-safe.
+ */
+FF_MUST_USE ff_status ff_registry_version_approve(ff_registry *r,
+                                                  const char *model,
+                                                  int version,
+                                                  const char *actor,
+                                                  int allow_regression,
+                                                  ff_error *err);
+
+/*
+ * Rolls model back, one step by one operator: target (0: the version that
+ * was in production before the current one) becomes "production" again,
+ * the current one "archived"; the current period ends and a new one starts
+ * (how "rollback", by actor, with reason), audited "version.rolled_back",
+ * all in one transaction. The target must have been in production before
+ * (anything else needs a promotion and its second operator). *restored
+ * (may be NULL) receives the target. Errors: FF_ERR_ARG (bad name, empty
+ * reason or actor, negative target), FF_ERR_NOT_FOUND (no such model or
+ * version), FF_ERR_STATE (no production version, nothing earlier, the
+ * target is current or was never in production), FF_ERR_DB. Thread-safe.
+ */
+FF_MUST_USE ff_status ff_registry_rollback(ff_registry *r, const char *model,
+                                           int target, const char *actor,
+                                           const char *reason, int *restored,
+                                           ff_error *err);
+
+/* The production history of model: {"model", "production" (the current
+ * version or null), "periods": [{"version", "from", "until" (null while
+ * current), "how" ("promote" | "rollback"), "promoted_by", "approved_by"
+ * (null for a rollback), "reason", "allow_regression"}] oldest first,
+ * "requests": [{"version", "to_stage", "requested_by", "approved_by",
+ * "reason", "allow_regression", "state", "at", "decided_at"}] oldest
+ * first}. *out is new, caller decrefs. Errors: FF_ERR_DB,
+ * FF_ERR_NOT_FOUND (no such model). */
+FF_MUST_USE ff_status ff_registry_history(ff_registry *r, const char *model,
+                                          json_t **out, ff_error *err);
 
 /* The latest version of model: its number, round (0 for none) and
  * artifact (malloc'd, caller frees). *version = 0 and *artifact = NULL
@@ -290,10 +571,13 @@ FF_MUST_USE ff_status ff_registry_models(ff_registry *r, json_t **out,
 
 /* Versions of model, oldest first: [{"version", "parent", "round",
  * "created_at", "digest", "artifact_len", "train_config", "metrics",
- * "privacy", "sites", "examples", "contributions": [{"site",
- * "examples"}]}...]. parent and round are null when absent, privacy
- * when the version was published without one. FF_ERR_NOT_FOUND: no such
- * model. */
+ * "privacy", "stage", "signed", "signature", "signer_key" (hex),
+ * "signed_metadata" (text), "sites", "examples", "contributions":
+ * [{"site", "examples", "manifest_digest", "code_version"}]}...]. parent
+ * and round are null when absent, privacy when the version was published
+ * without one, signature, signer_key and signed_metadata when unsigned,
+ * manifest_digest and code_version when not reported. Needs schema 5.
+ * FF_ERR_NOT_FOUND: no such model. */
 FF_MUST_USE ff_status ff_registry_versions(ff_registry *r, const char *model,
                                            json_t **out, ff_error *err);
 

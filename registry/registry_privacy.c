@@ -339,37 +339,284 @@ ff_registry_budget_get(ff_registry *r, const char *model, double *epsilon,
     return FF_OK;
 }
 
+/* The model's budget as JSON, or null; m is the models row. */
+#define LEDGER_BUDGET                                                    \
+    "(SELECT json_build_object('epsilon', b.epsilon, 'delta', b.delta, " \
+    "'set_by', b.set_by, 'set_at', b.set_at) FROM model_budget b "       \
+    "WHERE b.model = m.name)"
+
+/* One ledger row l as JSON, without its id. */
+#define LEDGER_FIELDS                                                    \
+    "'round', l.round, 'site', l.site, 'status', l.status, "             \
+    "'mechanism', l.mechanism, 'epsilon', l.epsilon, 'delta', l.delta, " \
+    "'noise_multiplier', l.noise_multiplier, 'clip', l.clip, "           \
+    "'sampling_rate', l.sampling_rate, 'steps', l.steps, "               \
+    "'budget', l.budget, 'reason', l.reason, 'params', l.params, "       \
+    "'at', l.at"
+
+/* The model's privacy audit rows (served by the partial hash index
+ * audit_privacy_model of migration 6). */
+#define LEDGER_AUDIT_ROWS                                                \
+    "a.site IS NULL AND a.action IN ('privacy.spent', 'privacy.refused') " \
+    "AND a.details->>'model' = $1"
+
+/* Reads one JSON document about model (sql's $1) with the lock held,
+ * after checking that the model exists. `what` names the read in an
+ * error. */
+static ff_status
+ledger_read(ff_registry *r, const char *model, const char *sql,
+            ff_pq_args *a, json_t **out, const char *what, ff_error *err)
+{
+    *out = NULL;
+    ff_status st = ff_pq_check_name(model, "model", err);
+    if (st != FF_OK)
+        return st;
+    st = ff_pq_lock(r, err);
+    if (st == FF_OK)
+        st = ff_pq_model_exists(r, model, err);
+    if (st == FF_OK)
+        st = ff_pq_fetch_json(r, sql, a, out, err);
+    ff_pq_unlock(r);
+    if (st != FF_OK)
+        return ff_error_wrap(err, st, "%s", what);
+    return FF_OK;
+}
+
 ff_status
 ff_registry_ledger(ff_registry *r, const char *model, json_t **out,
                    ff_error *err)
 {
     static const char sql[] =
-        "SELECT json_build_object('model', m.name,"
-        "  'budget', (SELECT json_build_object('epsilon', b.epsilon,"
-        "    'delta', b.delta, 'set_by', b.set_by, 'set_at', b.set_at)"
-        "    FROM model_budget b WHERE b.model = m.name),"
-        "  'entries', coalesce((SELECT json_agg(json_build_object("
-        "    'round', l.round, 'site', l.site, 'status', l.status,"
-        "    'mechanism', l.mechanism, 'epsilon', l.epsilon,"
-        "    'delta', l.delta, 'noise_multiplier', l.noise_multiplier,"
-        "    'clip', l.clip, 'sampling_rate', l.sampling_rate,"
-        "    'steps', l.steps, 'budget', l.budget, 'reason', l.reason,"
-        "    'params', l.params, 'at', l.at) ORDER BY l.id)"
-        "    FROM privacy_ledger l WHERE l.model = m.name), '[]'::json)) "
+        "SELECT json_build_object('model', m.name, 'budget', "
+        LEDGER_BUDGET ", 'entries', coalesce((SELECT json_agg("
+        "json_build_object(" LEDGER_FIELDS ") ORDER BY l.id) "
+        "FROM privacy_ledger l WHERE l.model = m.name), '[]'::json)) "
+        "FROM models m WHERE m.name = $1";
+    ff_pq_args a;
+
+    ff_pq_args_init(&a);
+    ff_pq_arg_text(&a, model);
+    ff_status st = ledger_read(r, model, sql, &a, out,
+                               "reading the privacy ledger", err);
+    ff_pq_args_cleanup(&a);
+    return st;
+}
+
+/* ---- paging and summing up ---------------------------------------------- */
+
+ff_status
+ff_registry_ledger_page(ff_registry *r, const char *model,
+                        const ff_ledger_page *p, json_t **out,
+                        ff_error *err)
+{
+    /* Oldest first after an id, or the tail; both walk the index
+     * privacy_ledger_model (model, id) and stop after limit rows. */
+    static const char after_sql[] =
+        "SELECT json_build_object('model', m.name, 'budget', "
+        LEDGER_BUDGET ", 'entries', coalesce((SELECT json_agg(x.e "
+        "ORDER BY x.id) FROM (SELECT l.id, json_build_object('id', l.id, "
+        LEDGER_FIELDS ") AS e FROM privacy_ledger l WHERE l.model = m.name "
+        "AND l.id > $2::bigint ORDER BY l.id LIMIT $3::int) x), "
+        "'[]'::json)) FROM models m WHERE m.name = $1";
+    static const char newest_sql[] =
+        "SELECT json_build_object('model', m.name, 'budget', "
+        LEDGER_BUDGET ", 'total', (SELECT count(*) FROM privacy_ledger c "
+        "WHERE c.model = m.name), 'entries', coalesce((SELECT json_agg(x.e "
+        "ORDER BY x.id) FROM (SELECT l.id, json_build_object('id', l.id, "
+        LEDGER_FIELDS ") AS e FROM privacy_ledger l WHERE l.model = m.name "
+        "ORDER BY l.id DESC LIMIT $2::int) x), '[]'::json)) "
         "FROM models m WHERE m.name = $1";
     ff_pq_args a;
 
     *out = NULL;
+    if (p == NULL)
+        return ff_error_set(err, FF_ERR_ARG, "no ledger page given");
+    if (p->limit < 1 || p->limit > FF_REGISTRY_LEDGER_PAGE_MAX)
+        return ff_error_set(err, FF_ERR_ARG,
+                            "ledger page limit %d: must be in [1, %d]",
+                            p->limit, FF_REGISTRY_LEDGER_PAGE_MAX);
+    if (p->after_id < 0 || (p->newest && p->after_id != 0))
+        return ff_error_set(err, FF_ERR_ARG,
+                            "ledger page after id %lld: must be >= 0, and 0 "
+                            "for the newest rows", (long long)p->after_id);
+
     ff_pq_args_init(&a);
     ff_pq_arg_text(&a, model);
-    ff_status st = ff_pq_lock(r, err);
+    if (!p->newest)
+        ff_pq_arg_int(&a, p->after_id);
+    ff_pq_arg_int(&a, p->limit);
+    ff_status st = ledger_read(r, model, p->newest ? newest_sql : after_sql,
+                               &a, out, "reading the privacy ledger", err);
+    ff_pq_args_cleanup(&a);
+    return st;
+}
+
+ff_status
+ff_registry_ledger_summary(ff_registry *r, const char *model, json_t **out,
+                           ff_error *err)
+{
+    /* g: counts per site; s: the newest spent row per site; t: the sites
+     * listed. '' stands for the model's NULL site in the join (a site
+     * name is never empty). */
+    static const char sql[] =
+        "WITH g AS (SELECT site, count(*) AS n, "
+        "  count(*) FILTER (WHERE status = 'spent') AS spent, "
+        "  count(*) FILTER (WHERE status = 'refused') AS refused, "
+        "  min(round) AS first_round, max(round) AS last_round, "
+        "  max(id) AS last_id "
+        "  FROM privacy_ledger WHERE model = $1 GROUP BY site), "
+        "s AS (SELECT DISTINCT ON (site) site, epsilon, delta, mechanism, "
+        "  at FROM privacy_ledger WHERE model = $1 AND status = 'spent' "
+        "  ORDER BY site, id DESC), "
+        "t AS (SELECT * FROM g ORDER BY site NULLS FIRST LIMIT $2::int) "
+        "SELECT json_build_object('model', m.name, 'budget', "
+        LEDGER_BUDGET ", 'total', (SELECT coalesce(sum(n), 0) FROM g), "
+        "'site_count', (SELECT count(*) FROM g), 'sites', coalesce(("
+        "SELECT json_agg(json_build_object('site', t.site, 'rows', t.n, "
+        "'spent', t.spent, 'refused', t.refused, 'first_round', "
+        "t.first_round, 'last_round', t.last_round, 'last_status', "
+        "z.status, 'epsilon', s.epsilon, 'delta', s.delta, 'mechanism', "
+        "s.mechanism, 'at', s.at, 'budget', z.budget) "
+        "ORDER BY t.site NULLS FIRST) FROM t "
+        "JOIN privacy_ledger z ON z.id = t.last_id "
+        "LEFT JOIN s ON coalesce(s.site, '') = coalesce(t.site, '')), "
+        "'[]'::json)) FROM models m WHERE m.name = $1";
+    ff_pq_args a;
+
+    ff_pq_args_init(&a);
+    ff_pq_arg_text(&a, model);
+    ff_pq_arg_int(&a, FF_REGISTRY_LEDGER_SUMMARY_MAX);
+    ff_status st = ledger_read(r, model, sql, &a, out,
+                               "summing up the privacy ledger", err);
+    ff_pq_args_cleanup(&a);
+    return st;
+}
+
+/* ---- the model's own rows, checked against the audit log ---------------- */
+
+/* A number member of audit details d as float8; NULL when absent, null
+ * or not a number. */
+#define AUDIT_NUM(key)                                                   \
+    "CASE WHEN jsonb_typeof(a.d->'" key "') = 'number' "                 \
+    "THEN (a.d->>'" key "')::float8 END"
+
+/* The first disagreement between the model's ledger rows (l) and its
+ * privacy audit rows (a), paired by round, status and rank in id order:
+ * round, status, ledger id, audit id, and what is wrong ('missing': no
+ * ledger row; 'unaudited': no audit row; else the field that differs).
+ * No row when they agree. */
+static const char check_sql[] =
+    "WITH l AS (SELECT id, round, status, mechanism, epsilon, delta, "
+    "  steps, budget, row_number() OVER (PARTITION BY round, status "
+    "  ORDER BY id) AS k FROM privacy_ledger "
+    "  WHERE model = $1 AND site IS NULL), "
+    "a0 AS (SELECT a.id, CASE WHEN a.details->>'round' ~ '^[0-9]{1,9}$' "
+    "  THEN (a.details->>'round')::int END AS round, "
+    "  substr(a.action, 9) AS status, a.details AS d FROM audit a "
+    "  WHERE " LEDGER_AUDIT_ROWS "), "
+    "a AS (SELECT *, row_number() OVER (PARTITION BY round, status "
+    "  ORDER BY id) AS k FROM a0), "
+    "c AS (SELECT coalesce(l.round, a.round) AS round, "
+    "  coalesce(l.status, a.status) AS status, l.id AS lid, a.id AS aid, "
+    "  CASE WHEN l.id IS NULL THEN 'missing' "
+    "  WHEN a.id IS NULL THEN 'unaudited' "
+    "  WHEN l.mechanism IS DISTINCT FROM a.d->>'mechanism' "
+    "    THEN 'mechanism' "
+    "  WHEN l.epsilon IS DISTINCT FROM " AUDIT_NUM("epsilon")
+    "    THEN 'epsilon' "
+    "  WHEN l.delta IS DISTINCT FROM " AUDIT_NUM("delta") " THEN 'delta' "
+    "  WHEN l.steps::float8 IS DISTINCT FROM " AUDIT_NUM("steps")
+    "    THEN 'steps' "
+    "  WHEN l.budget IS DISTINCT FROM " AUDIT_NUM("budget")
+    "    THEN 'budget' END AS what "
+    "  FROM l FULL JOIN a ON l.round = a.round AND l.status = a.status "
+    "  AND l.k = a.k) "
+    "SELECT round, status, lid, aid, what FROM c WHERE what IS NOT NULL "
+    "ORDER BY round NULLS FIRST, coalesce(aid, lid) LIMIT 1";
+
+/* FF_ERR_DIGEST naming the disagreement in row 0 of res (check_sql). */
+static ff_status
+model_rows_mismatch(const PGresult *res, const char *model, ff_error *err)
+{
+    const char *round = PQgetisnull(res, 0, 0) ? "?" : PQgetvalue(res, 0, 0);
+    const char *status = PQgetvalue(res, 0, 1);
+    const char *lid = PQgetvalue(res, 0, 2);
+    const char *aid = PQgetvalue(res, 0, 3);
+    const char *what = PQgetvalue(res, 0, 4);
+
+    if (strcmp(what, "missing") == 0)
+        return ff_error_set(err, FF_ERR_DIGEST,
+                            "privacy ledger of model %.60s: round %s: the "
+                            "model's %s row is missing from the privacy "
+                            "ledger (audit row %s records it; deleted?)",
+                            model, round, status, aid);
+    if (strcmp(what, "unaudited") == 0)
+        return ff_error_set(err, FF_ERR_DIGEST,
+                            "privacy ledger of model %.60s: round %s: the "
+                            "model's %s row (ledger id %s) has no audit row "
+                            "(inserted behind the registry?)",
+                            model, round, status, lid);
+    return ff_error_set(err, FF_ERR_DIGEST,
+                        "privacy ledger of model %.60s: round %s: the "
+                        "model's %s row (ledger id %s) does not match its "
+                        "audit row %s: %s differs (edited?)",
+                        model, round, status, lid, aid, what);
+}
+
+/* Checks the model's rows against the audit log, then reads them, in the
+ * caller's snapshot. Caller holds the lock and a transaction. */
+static ff_status
+model_rows_tx(ff_registry *r, const char *model, json_t **out,
+              ff_error *err)
+{
+    static const char rows_sql[] =
+        "SELECT json_build_object('model', m.name, 'budget', "
+        LEDGER_BUDGET ", 'audited', (SELECT count(*) FROM audit a WHERE "
+        LEDGER_AUDIT_ROWS "), 'entries', coalesce((SELECT json_agg("
+        "json_build_object('id', l.id, " LEDGER_FIELDS ") ORDER BY l.id) "
+        "FROM privacy_ledger l WHERE l.model = m.name AND l.site IS NULL), "
+        "'[]'::json)) FROM models m WHERE m.name = $1";
+    PGresult *res = NULL;
+    ff_pq_args a;
+
+    ff_pq_args_init(&a);
+    ff_pq_arg_text(&a, model);
+    ff_status st = ff_pq_command(r, "SET TRANSACTION ISOLATION LEVEL "
+                                 "REPEATABLE READ, READ ONLY", NULL, err);
     if (st == FF_OK)
         st = ff_pq_model_exists(r, model, err);
     if (st == FF_OK)
-        st = ff_pq_fetch_json(r, sql, &a, out, err);
-    ff_pq_unlock(r);
+        st = ff_pq_query(r, check_sql, &a, 0, PGRES_TUPLES_OK, &res, err);
+    if (st == FF_OK && PQntuples(res) > 0)
+        st = model_rows_mismatch(res, model, err);
+    PQclear(res);
+    if (st == FF_OK)
+        st = ff_pq_fetch_json(r, rows_sql, &a, out, err);
     ff_pq_args_cleanup(&a);
+    return st;
+}
+
+ff_status
+ff_registry_ledger_model_rows(ff_registry *r, const char *model,
+                              json_t **out, ff_error *err)
+{
+    *out = NULL;
+    ff_status st = ff_pq_check_name(model, "model", err);
     if (st != FF_OK)
-        return ff_error_wrap(err, st, "reading the privacy ledger");
+        return st;
+
+    st = ff_pq_lock(r, err);
+    if (st == FF_OK) {
+        st = ff_pq_begin(r, err);
+        if (st == FF_OK)
+            st = ff_pq_end(r, model_rows_tx(r, model, out, err), err);
+    }
+    ff_pq_unlock(r);
+    if (st != FF_OK) {
+        json_decref(*out);
+        *out = NULL;
+        return ff_error_wrap(err, st, "reading the model's privacy ledger "
+                             "rows");
+    }
     return FF_OK;
 }

@@ -128,6 +128,110 @@ ff_registry_version_latest(ff_registry *r, const char *model, int *version,
     return FF_OK;
 }
 
+/* The signature columns of a binary-format row (sig, key, metadata at
+ * columns col, col + 1, col + 2) into the caller's storage. */
+static ff_status
+signature_take(const PGresult *res, int col, uint8_t signature[64],
+               uint8_t signer_key[32], char **metadata, int *is_signed,
+               ff_error *err)
+{
+    if (PQgetisnull(res, 0, col))
+        return FF_OK;
+    if (PQgetlength(res, 0, col) != FF_REGISTRY_SIG_BYTES ||
+        PQgetlength(res, 0, col + 1) != FF_REGISTRY_KEY_BYTES)
+        return ff_error_set(err, FF_ERR_INTERNAL,
+                            "stored signature or signer key has the wrong "
+                            "size");
+    memcpy(signature, PQgetvalue(res, 0, col), FF_REGISTRY_SIG_BYTES);
+    memcpy(signer_key, PQgetvalue(res, 0, col + 1), FF_REGISTRY_KEY_BYTES);
+    if (!PQgetisnull(res, 0, col + 2)) {
+        *metadata = strndup(PQgetvalue(res, 0, col + 2),
+                            (size_t)PQgetlength(res, 0, col + 2));
+        if (*metadata == NULL)
+            return ff_error_set(err, FF_ERR_NOMEM,
+                                "out of memory for signed metadata");
+    }
+    *is_signed = 1;
+    return FF_OK;
+}
+
+/* Reads the production version's number, digest, bytes and signature,
+ * unchecked. Caller holds the lock. */
+static ff_status
+production_read(ff_registry *r, const char *model, int *version,
+                uint8_t **artifact, size_t *len, char digest_hex[65],
+                uint8_t signature[64], uint8_t signer_key[32],
+                char **metadata, int *is_signed, ff_error *err)
+{
+    ff_pq_args a;
+    PGresult *res = NULL;
+
+    ff_pq_args_init(&a);
+    ff_pq_arg_text(&a, model);
+    ff_status st = ff_pq_query(r,
+                               "SELECT number, digest, artifact, signature, "
+                               "signer_key, signed_metadata FROM versions "
+                               "WHERE model = $1 AND stage = 'production'",
+                               &a, 1, PGRES_TUPLES_OK, &res, err);
+    ff_pq_args_cleanup(&a);
+    if (st != FF_OK || PQntuples(res) == 0) {
+        PQclear(res);
+        return st;
+    }
+    st = get_int4(res, 0, 0, version, err);
+    if (st == FF_OK)
+        st = artifact_take(res, 1, 2, artifact, len, digest_hex, err);
+    if (st == FF_OK)
+        st = signature_take(res, 3, signature, signer_key, metadata,
+                            is_signed, err);
+    PQclear(res);
+    return st;
+}
+
+ff_status
+ff_registry_version_production(ff_registry *r, const char *model,
+                               int *version, uint8_t **artifact, size_t *len,
+                               uint8_t signature[64], uint8_t signer_key[32],
+                               char **signed_metadata, int *is_signed,
+                               ff_error *err)
+{
+    char stored[65], actual[65];
+
+    *version = 0;
+    *artifact = NULL;
+    *len = 0;
+    *signed_metadata = NULL;
+    *is_signed = 0;
+    ff_status st = ff_pq_lock(r, err);
+    if (st == FF_OK)
+        st = production_read(r, model, version, artifact, len, stored,
+                             signature, signer_key, signed_metadata,
+                             is_signed, err);
+    ff_pq_unlock(r);
+
+    /* Never hand out bytes that do not hash to their stored digest. */
+    if (st == FF_OK && *artifact != NULL) {
+        ff_registry_digest(*artifact, *len, actual);
+        if (sodium_memcmp(actual, stored, 64) != 0)
+            st = ff_error_set(err, FF_ERR_DIGEST,
+                              "production version %d: stored artifact "
+                              "hashes to blake2b %.16s..., registry says "
+                              "%.16s...",
+                              *version, actual, stored);
+    }
+    if (st != FF_OK) {
+        free(*artifact);
+        free(*signed_metadata);
+        *artifact = NULL;
+        *signed_metadata = NULL;
+        *len = 0;
+        *version = 0;
+        *is_signed = 0;
+        return ff_error_wrap(err, st, "reading the production version");
+    }
+    return FF_OK;
+}
+
 ff_status
 ff_registry_version_artifact(ff_registry *r, const char *model, int version,
                              uint8_t **artifact, size_t *len,
@@ -225,14 +329,20 @@ ff_registry_models(ff_registry *r, json_t **out, ff_error *err)
     "json_build_object('version', v.number, 'parent', v.parent,"          \
     "  'round', v.round, 'created_at', v.created_at, 'digest', v.digest," \
     "  'artifact_len', v.artifact_len, 'train_config', v.train_config,"   \
-    "  'metrics', v.metrics, 'privacy', v.privacy,"                       \
+    "  'metrics', v.metrics, 'privacy', v.privacy, 'stage', v.stage,"     \
+    "  'signed', v.signature IS NOT NULL,"                                \
+    "  'signature', encode(v.signature, 'hex'),"                          \
+    "  'signer_key', encode(v.signer_key, 'hex'),"                        \
+    "  'signed_metadata', v.signed_metadata,"                             \
     "  'sites', (SELECT count(*) FROM contributions c"                    \
     "    WHERE c.model = v.model AND c.version = v.number),"              \
     "  'examples', (SELECT coalesce(sum(c.examples), 0)"                  \
     "    FROM contributions c"                                            \
     "    WHERE c.model = v.model AND c.version = v.number),"              \
     "  'contributions', (SELECT coalesce(json_agg(json_build_object("     \
-    "    'site', c.site, 'examples', c.examples) ORDER BY c.site),"       \
+    "    'site', c.site, 'examples', c.examples,"                         \
+    "    'manifest_digest', c.manifest_digest,"                           \
+    "    'code_version', c.code_version) ORDER BY c.site),"               \
     "    '[]'::json) FROM contributions c"                                \
     "    WHERE c.model = v.model AND c.version = v.number))"
 

@@ -184,12 +184,136 @@ static const char *const m4_audit_chain_after[] = {
     NULL,
 };
 
+/* 5: governance (docs/governance.md). Certificates issued by the
+ * consortium CA, with their revocation; each version's stage (existing
+ * versions become candidates) and signature; each contribution's
+ * manifest digest and code version; the promotion requests and the
+ * production periods. At most one production version per model and at
+ * most one open production period, enforced by partial unique indexes. */
+static const char *const m5_governance[] = {
+    /* The consortium CA: one row at most, set by `fedfusectl ca init`. */
+    "CREATE TABLE consortium_ca ("
+    "  id integer PRIMARY KEY CHECK (id = 1),"
+    "  name text NOT NULL,"
+    "  cert_digest text NOT NULL CHECK (cert_digest ~ '^[0-9a-f]{64}$'),"
+    "  created_by text NOT NULL,"
+    "  created_at timestamptz NOT NULL DEFAULT now())",
+
+    "CREATE TABLE certificates ("
+    "  serial text PRIMARY KEY CHECK (serial ~ '^[0-9a-f]{1,64}$'),"
+    "  holder text NOT NULL CHECK (holder <> ''),"
+    "  role text NOT NULL"
+    "    CHECK (role IN ('site', 'operator', 'auditor', 'coordinator')),"
+    "  fingerprint text NOT NULL CHECK (fingerprint ~ '^[0-9a-f]{64}$'),"
+    "  not_after timestamptz NOT NULL,"
+    "  issued_by text NOT NULL,"
+    "  issued_at timestamptz NOT NULL DEFAULT now(),"
+    "  revoked_at timestamptz,"
+    "  revoked_by text,"
+    "  revoke_reason text,"
+    "  CONSTRAINT certificates_revocation CHECK"
+    "    ((revoked_at IS NULL) = (revoked_by IS NULL)))",
+
+    "CREATE INDEX certificates_holder ON certificates (holder)",
+
+    "ALTER TABLE versions "
+    "ADD COLUMN stage text NOT NULL DEFAULT 'candidate' CHECK (stage IN "
+    "  ('candidate', 'staged', 'production', 'archived')), "
+    "ADD COLUMN signature bytea CHECK (octet_length(signature) = 64), "
+    "ADD COLUMN signer_key bytea CHECK (octet_length(signer_key) = 32), "
+    "ADD COLUMN signed_metadata text, "
+    "ADD CONSTRAINT versions_signed CHECK "
+    "  ((signature IS NULL) = (signer_key IS NULL) AND "
+    "  (signed_metadata IS NULL OR signature IS NOT NULL))",
+
+    "CREATE UNIQUE INDEX versions_one_production ON versions (model) "
+    "WHERE stage = 'production'",
+
+    "ALTER TABLE contributions "
+    "ADD COLUMN manifest_digest text "
+    "  CHECK (manifest_digest ~ '^[0-9a-f]{64}$'), "
+    "ADD COLUMN code_version text",
+
+    "CREATE TABLE promotions ("
+    "  id bigserial PRIMARY KEY,"
+    "  model text NOT NULL,"
+    "  version integer NOT NULL,"
+    "  to_stage text NOT NULL"
+    "    CHECK (to_stage IN ('staged', 'production', 'archived')),"
+    "  requested_by text NOT NULL,"
+    "  approved_by text,"
+    "  reason text,"
+    "  allow_regression boolean NOT NULL DEFAULT false,"
+    "  state text NOT NULL DEFAULT 'pending'"
+    "    CHECK (state IN ('pending', 'done', 'refused')),"
+    "  at timestamptz NOT NULL DEFAULT now(),"
+    "  decided_at timestamptz,"
+    "  FOREIGN KEY (model, version) REFERENCES versions (model, number))",
+
+    "CREATE UNIQUE INDEX promotions_one_pending "
+    "ON promotions (model, version, to_stage) WHERE state = 'pending'",
+
+    "CREATE TABLE production_history ("
+    "  id bigserial PRIMARY KEY,"
+    "  model text NOT NULL,"
+    "  version integer NOT NULL,"
+    "  from_at timestamptz NOT NULL DEFAULT now(),"
+    "  until_at timestamptz,"
+    "  promoted_by text NOT NULL,"
+    "  approved_by text,"
+    "  how text NOT NULL CHECK (how IN ('promote', 'rollback')),"
+    "  reason text,"
+    "  allow_regression boolean NOT NULL DEFAULT false,"
+    "  FOREIGN KEY (model, version) REFERENCES versions (model, number))",
+
+    "CREATE UNIQUE INDEX production_history_open "
+    "ON production_history (model) WHERE until_at IS NULL",
+    NULL,
+};
+
+/* 6: the privacy ledger becomes append-only like the audit log (the
+ * trigger function of migration 4), so that a restarted coordinator
+ * cannot forget spent budget because model rows were deleted. A
+ * superuser or the owner can still disable the trigger; every ledger
+ * row has its privacy.spent or privacy.refused audit row, written in the
+ * same transaction, and ff_registry_ledger_model_rows compares the two,
+ * the audit side being hash-chained. The trigger function is replaced
+ * by one whose hint names the table (same refusal otherwise). A partial
+ * index serves the model's own rows, and a partial hash index (any key
+ * length) the privacy audit rows of a model. */
+static const char *const m6_ledger_append_only[] = {
+    /* The same refusal, with a hint that names the table. */
+    "CREATE OR REPLACE FUNCTION fedfuse_append_only() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN "
+    "RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', "
+    "MESSAGE = format('table %s is append-only: %s refused', "
+    "TG_TABLE_NAME, TG_OP), "
+    "HINT = format('fedfuse %s rows are never changed or removed', "
+    "TG_TABLE_NAME); "
+    "END $$",
+
+    "CREATE TRIGGER privacy_ledger_append_only "
+    "BEFORE UPDATE OR DELETE OR TRUNCATE ON privacy_ledger "
+    "FOR EACH STATEMENT EXECUTE FUNCTION fedfuse_append_only()",
+
+    "CREATE INDEX privacy_ledger_model_own ON privacy_ledger (model, id) "
+    "WHERE site IS NULL",
+
+    "CREATE INDEX audit_privacy_model ON audit "
+    "USING hash ((details->>'model')) "
+    "WHERE site IS NULL AND action IN ('privacy.spent', 'privacy.refused')",
+    NULL,
+};
+
 static const ff_migration migrations[] = {
     {1, "tables", m1_tables, NULL, NULL},
     {2, "audit and round indexes", m2_audit_indexes, NULL, NULL},
     {3, "privacy ledger and budgets", m3_privacy, NULL, NULL},
     {4, "audit hash chain and signed heads", m4_audit_chain,
      ff_pq_audit_chain_existing, m4_audit_chain_after},
+    {5, "certificates, stages, signatures and promotions", m5_governance,
+     NULL, NULL},
+    {6, "append-only privacy ledger", m6_ledger_append_only, NULL, NULL},
 };
 
 const ff_migration *

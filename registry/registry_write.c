@@ -332,9 +332,61 @@ ff_registry_round_last(ff_registry *r, const char *model, int *round,
     return FF_OK;
 }
 
+/* 1 when s is exactly 64 lower-case hex characters. */
+static int
+hex64(const char *s)
+{
+    return s != NULL && strlen(s) == 64 &&
+           strspn(s, "0123456789abcdef") == 64;
+}
+
+/* Checks one contribution: site name, examples, manifest digest (NULL or
+ * 64 lower-case hex), code version (NULL or short enough). */
+static ff_status
+contribution_check(const ff_contribution *c, size_t i, ff_error *err)
+{
+    ff_status st = ff_pq_check_name(c->site, "contributing site", err);
+    if (st != FF_OK)
+        return st;
+    if (c->examples < 0)
+        return ff_error_set(err, FF_ERR_ARG,
+                            "contribution %zu has %lld examples", i,
+                            (long long)c->examples);
+    if (c->manifest_digest != NULL && !hex64(c->manifest_digest))
+        return ff_error_set(err, FF_ERR_ARG,
+                            "contribution %zu: manifest digest must be 64 "
+                            "lower-case hex characters", i);
+    if (c->code_version != NULL &&
+        strlen(c->code_version) > FF_REGISTRY_MAX_CODE_VERSION)
+        return ff_error_set(err, FF_ERR_ARG,
+                            "contribution %zu: code version longer than %u "
+                            "bytes", i, FF_REGISTRY_MAX_CODE_VERSION);
+    return FF_OK;
+}
+
+/* The signature fields: signature and key together, metadata only with
+ * them and not too large. */
+static ff_status
+signature_check(const ff_version_new *v, ff_error *err)
+{
+    if ((v->signature == NULL) != (v->signer_key == NULL))
+        return ff_error_set(err, FF_ERR_ARG,
+                            "a signature needs its signer key and a signer "
+                            "key its signature");
+    if (v->signed_metadata != NULL && v->signature == NULL)
+        return ff_error_set(err, FF_ERR_ARG,
+                            "signed metadata given without a signature");
+    if (v->signed_metadata != NULL &&
+        strlen(v->signed_metadata) > FF_REGISTRY_MAX_METADATA)
+        return ff_error_set(err, FF_ERR_TOO_LARGE,
+                            "signed metadata is longer than %u bytes",
+                            FF_REGISTRY_MAX_METADATA);
+    return FF_OK;
+}
+
 /* Checks a version to publish before touching the database: names,
- * sizes, contributions, and that digest_hex is the BLAKE2b-256 of the
- * artifact. */
+ * sizes, contributions, signature fields, and that digest_hex is the
+ * BLAKE2b-256 of the artifact. */
 static ff_status
 publish_check(const ff_version_new *v, ff_error *err)
 {
@@ -361,19 +413,16 @@ publish_check(const ff_version_new *v, ff_error *err)
         return ff_error_set(err, FF_ERR_ARG,
                             "privacy must be a JSON object or NULL");
     for (size_t i = 0; i < v->n_contributions; i++) {
-        st = ff_pq_check_name(v->contributions[i].site, "contributing site",
-                              err);
+        st = contribution_check(&v->contributions[i], i, err);
         if (st != FF_OK)
             return st;
-        if (v->contributions[i].examples < 0)
-            return ff_error_set(err, FF_ERR_ARG,
-                                "contribution %zu has %lld examples", i,
-                                (long long)v->contributions[i].examples);
     }
+    st = signature_check(v, err);
+    if (st != FF_OK)
+        return st;
 
     /* The digest: well-formed, then equal to what the bytes hash to. */
-    if (v->digest_hex == NULL || strlen(v->digest_hex) != 64 ||
-        strspn(v->digest_hex, "0123456789abcdef") != 64)
+    if (!hex64(v->digest_hex))
         return ff_error_set(err, FF_ERR_ARG,
                             "digest must be 64 lower-case hex characters");
     ff_registry_digest(v->artifact, v->artifact_len, actual);
@@ -442,14 +491,42 @@ publish_finish_round(ff_registry *r, const ff_version_new *v, ff_error *err)
     return FF_OK;
 }
 
-/* Inserts the version row (artifact as a binary parameter) and its
- * contributions. Parent and round 0 are stored as NULL, as is a NULL
- * privacy summary. */
+/* Inserts the version's contributions with their lineage. */
+static ff_status
+publish_contributions(ff_registry *r, const ff_version_new *v, int number,
+                      ff_error *err)
+{
+    ff_pq_args a;
+    ff_status st = FF_OK;
+
+    for (size_t i = 0; st == FF_OK && i < v->n_contributions; i++) {
+        const ff_contribution *c = &v->contributions[i];
+        ff_pq_args_init(&a);
+        ff_pq_arg_text(&a, v->model);
+        ff_pq_arg_int(&a, number);
+        ff_pq_arg_text(&a, c->site);
+        ff_pq_arg_int(&a, c->examples);
+        ff_pq_arg_text(&a, c->manifest_digest);
+        ff_pq_arg_text(&a, c->code_version);
+        st = ff_pq_command(r,
+                           "INSERT INTO contributions (model, version, site, "
+                           "examples, manifest_digest, code_version) VALUES "
+                           "($1, $2::int, $3, $4::bigint, $5, $6)",
+                           &a, err);
+        ff_pq_args_cleanup(&a);
+    }
+    return st;
+}
+
+/* Inserts the version row (artifact and signature as binary parameters,
+ * stage candidate) and its contributions. Parent and round 0 are stored
+ * as NULL, as is a NULL privacy summary or signature. */
 static ff_status
 publish_insert(ff_registry *r, const ff_version_new *v, int number,
                ff_error *err)
 {
     ff_pq_args a;
+    int sig = v->signature != NULL;
 
     ff_pq_args_init(&a);
     ff_pq_arg_text(&a, v->model);
@@ -462,28 +539,27 @@ publish_insert(ff_registry *r, const ff_version_new *v, int number,
     ff_pq_arg_bytes(&a, v->artifact, v->artifact_len);
     ff_pq_arg_int(&a, (int64_t)v->artifact_len);
     ff_pq_arg_json(&a, v->privacy);
+    if (sig) {
+        ff_pq_arg_bytes(&a, v->signature, FF_REGISTRY_SIG_BYTES);
+        ff_pq_arg_bytes(&a, v->signer_key, FF_REGISTRY_KEY_BYTES);
+    } else {
+        ff_pq_arg_text(&a, NULL);
+        ff_pq_arg_text(&a, NULL);
+    }
+    ff_pq_arg_text(&a, v->signed_metadata);
     ff_status st = ff_pq_command(
         r,
         "INSERT INTO versions (model, number, parent, round, train_config, "
-        "metrics, digest, artifact, artifact_len, privacy) VALUES ($1, "
+        "metrics, digest, artifact, artifact_len, privacy, stage, "
+        "signature, signer_key, signed_metadata) VALUES ($1, "
         "$2::int, nullif($3::int, 0), nullif($4::int, 0), "
         "coalesce($5::jsonb, '{}'::jsonb), coalesce($6::jsonb, '{}'::jsonb), "
-        "$7, $8, $9::bigint, $10::jsonb)",
+        "$7, $8, $9::bigint, $10::jsonb, 'candidate', $11::bytea, "
+        "$12::bytea, $13)",
         &a, err);
     ff_pq_args_cleanup(&a);
-
-    for (size_t i = 0; st == FF_OK && i < v->n_contributions; i++) {
-        ff_pq_args_init(&a);
-        ff_pq_arg_text(&a, v->model);
-        ff_pq_arg_int(&a, number);
-        ff_pq_arg_text(&a, v->contributions[i].site);
-        ff_pq_arg_int(&a, v->contributions[i].examples);
-        st = ff_pq_command(r,
-                           "INSERT INTO contributions (model, version, site, "
-                           "examples) VALUES ($1, $2::int, $3, $4::bigint)",
-                           &a, err);
-        ff_pq_args_cleanup(&a);
-    }
+    if (st == FF_OK)
+        st = publish_contributions(r, v, number, err);
     return st;
 }
 
@@ -495,14 +571,21 @@ publish_audit(ff_registry *r, const ff_version_new *v, int number,
 {
     int64_t examples = 0;
 
+    char key[2 * FF_REGISTRY_KEY_BYTES + 1] = "";
+
     for (size_t i = 0; i < v->n_contributions; i++)
         examples += v->contributions[i].examples;
+    if (v->signer_key != NULL)
+        sodium_bin2hex(key, sizeof(key), v->signer_key,
+                       FF_REGISTRY_KEY_BYTES);
     json_t *pub = json_pack(
-        "{s:s, s:i, s:i, s:i, s:s, s:I, s:I, s:I, s:O?}", "model", v->model,
-        "version", number, "parent", v->parent, "round", v->round, "digest",
-        v->digest_hex, "artifact_len", (json_int_t)v->artifact_len, "sites",
-        (json_int_t)v->n_contributions, "examples", (json_int_t)examples,
-        "privacy", v->privacy);
+        "{s:s, s:i, s:i, s:i, s:s, s:I, s:I, s:I, s:O?, s:b, s:s?}", "model",
+        v->model, "version", number, "parent", v->parent, "round", v->round,
+        "digest", v->digest_hex, "artifact_len", (json_int_t)v->artifact_len,
+        "sites", (json_int_t)v->n_contributions, "examples",
+        (json_int_t)examples, "privacy", v->privacy, "signed",
+        v->signature != NULL, "signer_key",
+        v->signer_key != NULL ? key : NULL);
     if (pub == NULL)
         return ff_error_set(err, FF_ERR_NOMEM, "registry: out of memory");
     ff_status st = ff_pq_audit(r, "coordinator", "version.published", NULL,

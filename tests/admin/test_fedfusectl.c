@@ -139,8 +139,8 @@ populate(void)
     ff_registry *r = NULL;
     ff_error err = {0};
     int version = 0;
-    static const ff_contribution c[] = {{"hospital-a", 600},
-                                        {"hospital-b", 400}};
+    static const ff_contribution c[] = {{"hospital-a", 600, NULL, NULL},
+                                        {"hospital-b", 400, NULL, NULL}};
 
     must(ff_registry_open(&r, g_db.conninfo, &err), &err, "open");
     must(ff_registry_migrate(r, &version, &err), &err, "migrate");

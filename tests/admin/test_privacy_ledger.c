@@ -2,9 +2,10 @@
  * test_privacy_ledger.c - runs the real fedfusectl ($FEDFUSE_BIN) against
  * a fresh PostgreSQL database populated through the registry library and
  * checks `privacy MODEL` (table and JSON), `privacy budget`, and the
- * privacy columns of `versions` and `show`, with the real values written.
+ * privacy columns of `versions` and `show`, with the real values written,
+ * and a 100000-row ledger read in bounded time and memory (the newest
+ * 200, every row streamed, the summary).
  */
-#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <math.h>
@@ -41,6 +44,33 @@ run_ctl(const char *first, ...)
     args[n++] = g_db.conninfo;
     va_start(ap, first);
     for (const char *a = first; a != NULL && n < 31; a = va_arg(ap, char *))
+        args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    return ctl_run_argv(g_ctl, NULL, args);
+}
+
+/* The operator certificate made in setup by `fedfusectl ca init`. */
+static char g_cert[256], g_key[256], g_ca[256], g_cadir[64];
+
+/* Runs fedfusectl --db <test db> with the operator's identity. */
+static ctl_run
+run_ctl_op(const char *first, ...)
+{
+    const char *args[40];
+    va_list ap;
+    int n = 0;
+
+    args[n++] = "--db";
+    args[n++] = g_db.conninfo;
+    args[n++] = "--cert";
+    args[n++] = g_cert;
+    args[n++] = "--key";
+    args[n++] = g_key;
+    args[n++] = "--ca";
+    args[n++] = g_ca;
+    va_start(ap, first);
+    for (const char *a = first; a != NULL && n < 39; a = va_arg(ap, char *))
         args[n++] = a;
     va_end(ap);
     args[n] = NULL;
@@ -174,7 +204,7 @@ publish(ff_registry *r, const char *model, int parent, json_t *privacy)
     uint8_t art[256];
     char digest[65];
     ff_version_new v = {0};
-    static const ff_contribution c[] = {{"hospital-a", 600}};
+    static const ff_contribution c[] = {{"hospital-a", 600, NULL, NULL}};
 
     for (size_t i = 0; i < sizeof(art); i++)
         art[i] = (uint8_t)(i * 31 + (unsigned)parent);
@@ -385,20 +415,30 @@ budget_now(double *eps, double *delta, int *found)
     ff_registry_close(reg);
 }
 
-/* privacy budget sets the budget, audited with the OS user; the text and
- * JSON answers show it; bad flags change nothing. */
+/* privacy budget needs an operator certificate; it sets the budget,
+ * audited with the certificate's name; the text and JSON answers show it;
+ * bad flags change nothing. */
 static void
 budget_command_sets_and_audits(void **state)
 {
     (void)state;
     double eps = 0, delta = 0;
     int found = 0;
-    char actor[300];
-    const struct passwd *pw = getpwuid(geteuid());
+    const char *actor = "operator:tester";
 
-    snprintf(actor, sizeof(actor), "operator:%s", pw ? pw->pw_name : "?");
+    /* Without an operator certificate: refused, nothing set. */
     ctl_run r = run_ctl("privacy", "budget", "dp-budget", "--epsilon", "2.5",
                         "--delta", "1e-6", NULL);
+    expect_code(&r, 1, "privacy budget without a certificate");
+    assert_non_null(strstr(r.err, "privacy budget needs an operator "
+                                  "certificate (--cert/--key/--ca); you "
+                                  "have none"));
+    ctl_run_free(&r);
+    budget_now(&eps, &delta, &found);
+    assert_false(found);
+
+    r = run_ctl_op("privacy", "budget", "dp-budget", "--epsilon", "2.5",
+                   "--delta", "1e-6", NULL);
     expect_code(&r, 0, "privacy budget");
     print_message("%s", r.out);
     assert_non_null(strstr(r.out, "epsilon 2.5, delta 1e-06"));
@@ -416,8 +456,8 @@ budget_command_sets_and_audits(void **state)
                                        2, p), 1);
 
     /* Overwrite, with --json; the ledger view shows the new one. */
-    r = run_ctl("--json", "privacy", "budget", "dp-budget", "--epsilon=3",
-                "--delta=1e-5", NULL);
+    r = run_ctl_op("--json", "privacy", "budget", "dp-budget", "--epsilon=3",
+                   "--delta=1e-5", NULL);
     expect_code(&r, 0, "--json privacy budget");
     json_t *j = parse_json(&r);
     near(j, "epsilon", 3);
@@ -489,8 +529,8 @@ unknown_model_exits_3(void **state)
     expect_code(&r, 3, "--json privacy of an unknown model");
     assert_int_equal(strlen(r.out), 0);
     ctl_run_free(&r);
-    r = run_ctl("privacy", "budget", "no-such-model", "--epsilon", "1",
-                "--delta", "1e-5", NULL);
+    r = run_ctl_op("privacy", "budget", "no-such-model", "--epsilon", "1",
+                   "--delta", "1e-5", NULL);
     expect_code(&r, 3, "budget of an unknown model");
     assert_non_null(strstr(r.err, "no such model"));
     ctl_run_free(&r);
@@ -513,9 +553,10 @@ versions_show_epsilons(void **state)
     expect_code(&r, 0, "versions dp-model");
     print_message("%s", r.out);
     char *h = line_with(r.out, "VERSION", NULL);
-    assert_int_equal(tokens(h, tok, 16), 10);
-    assert_string_equal(tok[7], "EPS(RECORD)");
-    assert_string_equal(tok[8], "EPS(SITE)");
+    assert_int_equal(tokens(h, tok, 16), 11);
+    assert_string_equal(tok[1], "STAGE");
+    assert_string_equal(tok[8], "EPS(RECORD)");
+    assert_string_equal(tok[9], "EPS(SITE)");
     free(h);
     static const char *const want[2][2] = {{"2.5000", "inf"},
                                            {"inf", "0.8000"}};
@@ -523,10 +564,11 @@ versions_show_epsilons(void **state)
         char num[4];
         snprintf(num, sizeof(num), "%d", v + 1);
         char *l = line_with(r.out, want[v][0], want[v][1], NULL);
-        assert_int_equal(tokens(l, tok, 16), 10);
+        assert_int_equal(tokens(l, tok, 16), 11);
         assert_string_equal(tok[0], num);
-        assert_string_equal(tok[7], want[v][0]);
-        assert_string_equal(tok[8], want[v][1]);
+        assert_string_equal(tok[1], "candidate");
+        assert_string_equal(tok[8], want[v][0]);
+        assert_string_equal(tok[9], want[v][1]);
         free(l);
     }
     ctl_run_free(&r);
@@ -534,9 +576,9 @@ versions_show_epsilons(void **state)
     r = run_ctl("versions", "plain", NULL);
     expect_code(&r, 0, "versions plain");
     char *l = line_with(r.out, "600", NULL);
-    assert_int_equal(tokens(l, tok, 16), 10);
-    assert_string_equal(tok[7], "-");
+    assert_int_equal(tokens(l, tok, 16), 11);
     assert_string_equal(tok[8], "-");
+    assert_string_equal(tok[9], "-");
     free(l);
     ctl_run_free(&r);
 
@@ -626,7 +668,267 @@ setup(void **state)
         return -1;
     }
     populate();
-    return 0;
+
+    /* The consortium CA and the operator "tester", made by the real
+     * command, for privacy budget. */
+    snprintf(g_cadir, sizeof(g_cadir), "/tmp/ffledger-ca-XXXXXX");
+    if (mkdtemp(g_cadir) == NULL)
+        return -1;
+    snprintf(g_cert, sizeof(g_cert), "%s/ca/operators/tester.crt", g_cadir);
+    snprintf(g_key, sizeof(g_key), "%s/ca/operators/tester.key", g_cadir);
+    snprintf(g_ca, sizeof(g_ca), "%s/ca/ca.crt", g_cadir);
+    char dir[96];
+    snprintf(dir, sizeof(dir), "%s/ca", g_cadir);
+    ctl_run r = run_ctl("ca", "init", "--dir", dir, "--name", "Test CA",
+                        "--operator", "tester", NULL);
+    int code = r.code;
+    if (code != 0)
+        fprintf(stderr, "ca init: %s", r.err);
+    ctl_run_free(&r);
+    return code == 0 ? 0 : -1;
+}
+
+/* ---- a long ledger: paging, streaming, summary ------------------------- */
+
+/* Rounds of the generated ledger; each has 4 site rows and the model's,
+ * so BIG_ROUNDS * 5 rows in all. */
+#define BIG_ROUNDS 20000
+#define BIG_ROWS (BIG_ROUNDS * 5)
+
+/* Bounds the runs must keep, whatever the ledger's length. */
+#define BIG_MAX_SECONDS 20.0
+#define BIG_MAX_RSS_KB (96 * 1024)
+
+/* Writes BIG_ROWS rows for model "big" with generate_series: round r,
+ * site k (k = 1: the model) spent epsilon r * 0.001 * k; the model
+ * refuses the last round. */
+static void
+big_populate(void)
+{
+    const char *p[1] = {"big"};
+
+    assert_true(ff_test_db_exec(&g_db, "INSERT INTO models (name) "
+                                "VALUES ($1)", 1, p) == 1);
+    long long n = ff_test_db_exec(
+        &g_db,
+        "INSERT INTO privacy_ledger (model, round, site, status, "
+        "mechanism, epsilon, delta, noise_multiplier, clip, sampling_rate, "
+        "steps, budget, reason) SELECT $1, r, s.site, CASE WHEN s.k = 1 AND "
+        "r = 20000 THEN 'refused' ELSE 'spent' END, CASE WHEN s.k = 1 THEN "
+        "'central-gaussian' ELSE 'dp-sgd' END, r * 0.001 * s.k, 1e-5, 1.1, "
+        "1.0, 0.01, 94, 100, CASE WHEN s.k = 1 AND r = 20000 THEN 'over' "
+        "END FROM generate_series(1, 20000) r, (VALUES (NULL::text, 1), "
+        "('site-1', 2), ('site-2', 3), ('site-3', 4), ('site-4', 5)) "
+        "s(site, k) ORDER BY r, s.k",
+        1, p);
+    assert_int_equal(n, BIG_ROWS);
+    assert_true(ff_test_db_exec(&g_db, "ANALYZE privacy_ledger", 0, NULL)
+                >= 0);
+}
+
+/* Runs fedfusectl with args, timed; fails beyond BIG_MAX_SECONDS or when
+ * the largest child so far grew beyond BIG_MAX_RSS_KB. ru_maxrss of the
+ * children is an upper bound on fedfusectl's peak: a forked child starts
+ * with this process's resident pages, so the big outputs are parsed only
+ * after the last run. */
+static ctl_run
+big_run(const char *what, const char *a1, const char *a2, const char *a3,
+        const char *a4, const char *a5)
+{
+    struct timespec t0, t1;
+    struct rusage ru;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ctl_run r = run_ctl(a1, a2, a3, a4, a5, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) +
+                  1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    getrusage(RUSAGE_CHILDREN, &ru);
+    print_message("%-40s %6.3f s, %8zu bytes out, largest fedfusectl so "
+                  "far %ld kB (bounds %.0f s, %d kB)\n", what, secs,
+                  r.out_len, ru.ru_maxrss, BIG_MAX_SECONDS, BIG_MAX_RSS_KB);
+    expect_code(&r, 0, what);
+    if (secs > BIG_MAX_SECONDS || ru.ru_maxrss > BIG_MAX_RSS_KB)
+        fail_msg("%s: %.3f s, %ld kB: beyond the bounds", what, secs,
+                 ru.ru_maxrss);
+    return r;
+}
+
+/* Lines of text holding needle. */
+static long
+count_lines(const char *text, const char *needle)
+{
+    long n = 0;
+
+    for (const char *p = text; *p != '\0';) {
+        size_t len = strcspn(p, "\n");
+        char *line = strndup(p, len);
+        assert_non_null(line);
+        n += strstr(line, needle) != NULL;
+        free(line);
+        p += len + (p[len] == '\n');
+    }
+    return n;
+}
+
+/* Lines of text that begin with prefix. */
+static long
+count_starts(const char *text, const char *prefix)
+{
+    long n = 0;
+    size_t len = strlen(prefix);
+
+    for (const char *p = text; *p != '\0'; p += strcspn(p, "\n")) {
+        if (*p == '\n')
+            p++;
+        n += strncmp(p, prefix, len) == 0;
+    }
+    return n;
+}
+
+/* 100000 rows: the default view shows the newest 200 and says how many
+ * there are; --limit 0 streams every row (text and JSON) in bounded
+ * memory; --summary gives the latest epsilon per site and the model's. */
+static void
+long_ledger_bounded(void **state)
+{
+    (void)state;
+    big_populate();
+
+    /* The default: the newest 200 rows, rounds 19961..20000. */
+    ctl_run r = big_run("privacy big (newest 200)", "privacy", "big", NULL,
+                        NULL, NULL);
+    assert_non_null(strstr(r.out, "entries   100000, the newest 200 "
+                                  "below"));
+    assert_int_equal(count_lines(r.out, "dp-sgd") +
+                         count_lines(r.out, "central-gaussian"), 200);
+    assert_int_equal(count_starts(r.out, "19960 "), 0);
+    assert_int_equal(count_starts(r.out, "19961 "), 5);
+    char *l = line_with(r.out, "(model)", "refused", "over", NULL);
+    assert_non_null(strstr(l, "20000"));
+    free(l);
+    ctl_run_free(&r);
+
+    /* --limit 7 --json: the 7 newest, oldest first, and the total. */
+    r = big_run("--json privacy big --limit 7", "--json", "privacy", "big",
+                "--limit", "7");
+    json_t *j = parse_json(&r);
+    const json_t *es = json_object_get(j, "entries");
+    assert_int_equal(json_array_size(es), 7);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")),
+                     BIG_ROWS);
+    near(json_array_get(es, 0), "round", 19999);
+    near(json_array_get(es, 6), "round", 20000);
+    near(json_array_get(es, 5), "epsilon", 80.0);   /* site-3 */
+    near(json_array_get(es, 6), "epsilon", 100.0);  /* site-4 */
+    json_decref(j);
+    ctl_run_free(&r);
+
+    /* --summary: the model's newest spent row is round 19999's. */
+    r = big_run("privacy big --summary", "privacy", "big", "--summary",
+                NULL, NULL);
+    print_message("%s", r.out);
+    assert_non_null(strstr(r.out, "entries   100000 in 5 lines"));
+    l = line_with(r.out, "(model)", NULL);
+    char *tok[16];
+    assert_int_equal(tokens(l, tok, 16), 10);
+    static const char *const m[] = {"(model)", "20000", "19999", "1",
+                                    "1-20000", "refused", "19.9990",
+                                    "1e-05", "central-gaussian", "100"};
+    for (int i = 0; i < 10; i++)
+        assert_string_equal(tok[i], m[i]);
+    free(l);
+    l = line_with(r.out, "site-4", NULL);
+    assert_non_null(strstr(l, " 100.0000 "));
+    free(l);
+    ctl_run_free(&r);
+
+    r = big_run("--json privacy big --summary", "--json", "privacy", "big",
+                "--summary", NULL);
+    j = parse_json(&r);
+    assert_int_equal(json_array_size(json_object_get(j, "sites")), 5);
+    /* The SQL computed 19999 * 0.001 in numeric: exactly 19.999. */
+    near(json_array_get(json_object_get(j, "sites"), 0), "epsilon", 19.999);
+    json_decref(j);
+    ctl_run_free(&r);
+
+    /* --limit 0: every row, page by page. */
+    r = big_run("privacy big --limit 0 (all, text)", "privacy", "big",
+                "--limit", "0", NULL);
+    assert_int_equal(count_lines(r.out, "dp-sgd") +
+                         count_lines(r.out, "central-gaussian"), BIG_ROWS);
+    assert_int_equal(count_lines(r.out, "(model)"), BIG_ROUNDS);
+    assert_non_null(strstr(r.out, "\nentries   100000\n"));
+    ctl_run_free(&r);
+
+    /* Parsed only after the run: fedfusectl inherits this process's
+     * memory when forked, and the bound is on the largest child. */
+    r = big_run("--json privacy big --limit 0 (all)", "--json", "privacy",
+                "big", "--limit", "0");
+    j = parse_json(&r);
+    es = json_object_get(j, "entries");
+    assert_int_equal(json_array_size(es), BIG_ROWS);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")),
+                     BIG_ROWS);
+    json_int_t prev = 0;
+    for (size_t i = 0; i < json_array_size(es); i++) {
+        json_int_t id = json_integer_value(json_object_get(
+            json_array_get(es, i), "id"));
+        if (id <= prev)
+            fail_msg("entry %zu: id %lld after %lld", i, (long long)id,
+                     (long long)prev);
+        prev = id;
+    }
+    near(json_array_get(es, BIG_ROWS - 1), "round", BIG_ROUNDS);
+    json_decref(j);
+    ctl_run_free(&r);
+}
+
+/* Bad --limit values and flag mixes are usage errors (exit 2) that name
+ * the flag. */
+static void
+ledger_flags_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[][4] = {
+        {"privacy", "dp-model", "--limit", "-1"},
+        {"privacy", "dp-model", "--limit", "10001"},
+        {"privacy", "dp-model", "--limit", "ten"},
+        {"privacy", "--summary", "dp-model", "--limit=5"},
+        {"privacy", "budget", "dp-model", "--summary"},
+    };
+    static const char *const want[] = {"--limit", "--limit", "--limit",
+                                       "exclude each other",
+                                       "only --epsilon and --delta"};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ctl_run r = run_ctl(bad[i][0], bad[i][1], bad[i][2], bad[i][3],
+                            NULL);
+        expect_code(&r, 2, bad[i][3]);
+        if (strstr(r.err, want[i]) == NULL)
+            fail_msg("%s %s: expected '%s' in: %s", bad[i][2], bad[i][3],
+                     want[i], r.err);
+        ctl_run_free(&r);
+    }
+}
+
+/* Removes what ca init made under g_cadir. */
+static void
+remove_ca(void)
+{
+    static const char *const files[] = {
+        "ca/operators/tester.key", "ca/operators/tester.csr",
+        "ca/operators/tester.crt", "ca/operators", "ca/ca.key",
+        "ca/ca.crt", "ca", ""};
+    char path[160];
+
+    if (g_cadir[0] == '\0')
+        return;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", g_cadir, files[i]);
+        if (remove(path) != 0)
+            fprintf(stderr, "note: could not remove %s\n", path);
+    }
 }
 
 int
@@ -639,6 +941,8 @@ main(void)
         cmocka_unit_test(unknown_model_exits_3),
         cmocka_unit_test(versions_show_epsilons),
         cmocka_unit_test(help_and_plan),
+        cmocka_unit_test(ledger_flags_refused),
+        cmocka_unit_test(long_ledger_bounded),
     };
 
     if (ff_test_db_create(&g_db, "privacy_ledger") != 0) {
@@ -648,6 +952,7 @@ main(void)
     int failed = cmocka_run_group_tests(tests, setup, NULL);
     printf("largest difference of a printed JSON number: %g (tolerance "
            "0)\n", g_worst);
+    remove_ca();
     ff_test_db_drop(&g_db);
     return failed ? 1 : 0;
 }

@@ -213,10 +213,13 @@ publish_chain_of_three(void **state)
     ff_registry *r = reg_open();
     ff_error err = {0};
     static const size_t sizes[3] = {1000, 5003, 70001};
-    static const ff_contribution c1[] = {{"site-a", 100}, {"site-b", 50}};
-    static const ff_contribution c2[] = {{"site-a", 120}};
+    static const ff_contribution c1[] = {{"site-a", 100, NULL, NULL},
+                                         {"site-b", 50, NULL, NULL}};
+    static const ff_contribution c2[] = {{"site-a", 120, NULL, NULL}};
     static const ff_contribution c3[] = {
-        {"site-a", 10}, {"site-b", 20}, {"site-c", 30}};
+        {"site-a", 10, NULL, NULL},
+        {"site-b", 20, NULL, NULL},
+        {"site-c", 30, NULL, NULL}};
     const ff_contribution *cs[3] = {c1, c2, c3};
     const size_t ncs[3] = {2, 1, 3};
     const long long examples[3] = {150, 120, 60};
@@ -353,7 +356,7 @@ parent_mismatch_writes_nothing(void **state)
     ff_registry *r = reg_open();
     ff_error err = {0};
     uint8_t art[512];
-    static const ff_contribution c[] = {{"site-a", 7}};
+    static const ff_contribution c[] = {{"site-a", 7, NULL, NULL}};
     int version = 0;
 
     fill_bytes(art, sizeof(art), 77);
@@ -719,7 +722,9 @@ hostile_strings_round_trip(void **state)
     /* A hostile model name with a version, hostile contributors, and a
      * round aborted with a hostile reason. */
     const char *model = hostile[2];
-    ff_contribution c[3] = {{hostile[0], 1}, {hostile[4], 2}, {hostile[5], 3}};
+    ff_contribution c[3] = {{hostile[0], 1, NULL, NULL},
+                            {hostile[4], 2, NULL, NULL},
+                            {hostile[5], 3, NULL, NULL}};
     ensure_model(r, model);
     start_round(r, model, 1);
     fill_bytes(art, sizeof(art), 3);

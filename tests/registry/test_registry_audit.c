@@ -221,7 +221,7 @@ migration_4_chains_existing_rows(void **state)
     char *before = ff_test_db_text(&g_db, sum, 0, NULL);
     assert_non_null(before);
 
-    must(ff_registry_migrate(r, &version, &err), &err, "migrate 4");
+    must(ff_registry_migrate_to(r, 4, &version, &err), &err, "migrate 4");
     assert_int_equal(version, 4);
     char *after = ff_test_db_text(&g_db, sum, 0, NULL);
     assert_string_equal(before, after);
@@ -266,7 +266,7 @@ every_path_joins_the_chain(void **state)
     must(ff_registry_round_abort(r, "m", 1, "quorum", &err), &err, "abort");
     must(ff_registry_round_start(r, "m", 2, NULL, &err), &err, "round 2");
     ff_registry_digest(art, sizeof(art), digest);
-    ff_contribution c = {"hospital-a", 10};
+    ff_contribution c = {"hospital-a", 10, NULL, NULL};
     ff_version_new nv = {.model = "m", .round = 2, .contributions = &c,
                          .n_contributions = 1, .artifact = art,
                          .artifact_len = sizeof(art), .digest_hex = digest};

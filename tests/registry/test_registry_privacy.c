@@ -1,7 +1,9 @@
 /*
  * test_registry_privacy.c - the privacy ledger, model budgets and version
- * privacy summaries against a real PostgreSQL server, and migration 3
- * applied to a database holding version-2 rows. Each run works in its own
+ * privacy summaries against a real PostgreSQL server, migration 3
+ * applied to a database holding version-2 rows, and migration 6: the
+ * append-only ledger, its model rows checked against the audit log, the
+ * ledger read in pages and summed up per site. Each run works in its own
  * fresh database.
  */
 #include <math.h>
@@ -237,6 +239,9 @@ migration_3_keeps_version_2_rows(void **state)
     assert_int_equal(len, sizeof(art));
     assert_memory_equal(got, art, sizeof(art));
     free(got);
+
+    /* The views read the latest schema (stages came with 5). */
+    must(ff_registry_migrate(r, &version, &err), &err, "migrate to latest");
     json_t *list = NULL;
     must(ff_registry_versions(r, "legacy", &list, &err), &err, "versions");
     assert_int_equal(json_array_size(list), 1);
@@ -629,7 +634,7 @@ publish(ff_registry *r, const char *model, int parent, json_t *privacy,
     uint8_t art[100];
     char digest[65];
     ff_version_new v = {0};
-    static const ff_contribution c[] = {{"hospital-a", 10}};
+    static const ff_contribution c[] = {{"hospital-a", 10, NULL, NULL}};
 
     for (size_t i = 0; i < sizeof(art); i++)
         art[i] = (uint8_t)(i ^ (unsigned)parent);
@@ -687,6 +692,360 @@ version_privacy_stored_and_shown(void **state)
     ff_registry_close(r);
 }
 
+/* ---- migration 6: append-only, checked against the audit log ------------ */
+
+/* Runs sql on the test connection; the server's error message (malloc'd)
+ * or NULL when it succeeded. */
+static char *
+exec_error(const char *sql)
+{
+    PGresult *res = PQexec(g_db.conn, sql);
+    ExecStatusType s = PQresultStatus(res);
+    char *msg = NULL;
+
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+        msg = strdup(PQresultErrorMessage(res));
+    PQclear(res);
+    return msg;
+}
+
+static void
+exec_ok(const char *sql)
+{
+    char *msg = exec_error(sql);
+
+    if (msg != NULL)
+        fail_msg("%s: %s", sql, msg);
+}
+
+/* Writes model rows of rounds 1..n (spent, epsilon 0.25 per round), two
+ * site rows per round, and a model refusal in round n + 1. */
+static void
+guarded_populate(ff_registry *r, const char *model, int n)
+{
+    ff_error err = {0};
+
+    ensure_model(r, model);
+    for (int k = 1; k <= n + 1; k++) {
+        ff_ledger_entry s1 = site_entry(model, "hospital-a", k, 0.5 * k);
+        ff_ledger_entry s2 = site_entry(model, "hospital-b", k, 0.75 * k);
+        ff_ledger_entry m = site_entry(model, NULL, k, 0.25 * k);
+        m.mechanism = "central-gaussian";
+        m.steps = 1;
+        m.budget = 0.25 * n + 0.1;
+        if (k == n + 1) {
+            m.status = "refused";
+            m.reason = "would exceed the budget";
+        }
+        must(ff_registry_ledger_add(r, &s1, &err), &err, "site a");
+        must(ff_registry_ledger_add(r, &s2, &err), &err, "site b");
+        must(ff_registry_ledger_add(r, &m, &err), &err, "model");
+    }
+}
+
+/* UPDATE, DELETE and TRUNCATE of privacy_ledger are refused, for this
+ * superuser too; nothing changes. */
+static void
+ledger_trigger_refuses_changes(void **state)
+{
+    (void)state;
+    static const char *const sql[] = {
+        "UPDATE privacy_ledger SET epsilon = 0 WHERE model = 'frozen'",
+        "DELETE FROM privacy_ledger WHERE model = 'frozen' AND site IS NULL",
+        "TRUNCATE privacy_ledger",
+    };
+    static const char *const op[] = {"UPDATE", "DELETE", "TRUNCATE"};
+    ff_registry *r = reg_open();
+
+    guarded_populate(r, "frozen", 3);
+    long long rows = count1("SELECT count(*) FROM privacy_ledger", NULL);
+    char *sum = table_sum("SELECT md5(string_agg(t::text, ',' ORDER BY "
+                          "t.id)) FROM privacy_ledger t");
+    for (size_t i = 0; i < 3; i++) {
+        char want[80];
+        char *msg = exec_error(sql[i]);
+        snprintf(want, sizeof(want), "privacy_ledger is append-only: %s "
+                 "refused", op[i]);
+        if (msg == NULL || strstr(msg, want) == NULL)
+            fail_msg("%s: expected '%s', got %s", sql[i], want,
+                     msg ? msg : "success");
+        print_message("refused: %s", msg);
+        free(msg);
+    }
+    assert_int_equal(count1("SELECT count(*) FROM privacy_ledger", NULL),
+                     rows);
+    char *after = table_sum("SELECT md5(string_agg(t::text, ',' ORDER BY "
+                            "t.id)) FROM privacy_ledger t");
+    assert_string_equal(sum, after);
+    free(sum);
+    free(after);
+    ff_registry_close(r);
+}
+
+/* Expects ff_registry_ledger_model_rows to fail with FF_ERR_DIGEST and
+ * every needle in its message. */
+static void
+expect_mismatch(ff_registry *r, const char *model, const char *n1,
+                const char *n2)
+{
+    ff_error err = {0};
+    json_t *out = NULL;
+
+    assert_int_equal(ff_registry_ledger_model_rows(r, model, &out, &err),
+                     FF_ERR_DIGEST);
+    assert_null(out);
+    if (strstr(ff_error_text(&err), n1) == NULL ||
+        (n2 != NULL && strstr(ff_error_text(&err), n2) == NULL))
+        fail_msg("expected '%s' and '%s' in: %s", n1, n2 ? n2 : "",
+                 ff_error_text(&err));
+    print_message("detected: %s\n", ff_error_text(&err));
+}
+
+/* Expects the model rows to pass the check: n + 1 rows, rounds 1..n + 1,
+ * no site rows, as many audit rows. */
+static void
+expect_model_rows(ff_registry *r, const char *model, int n)
+{
+    ff_error err = {0};
+    json_t *out = NULL;
+
+    must(ff_registry_ledger_model_rows(r, model, &out, &err), &err,
+         "model rows");
+    const json_t *es = json_object_get(out, "entries");
+    assert_int_equal(json_array_size(es), (size_t)n + 1);
+    assert_int_equal(json_integer_value(json_object_get(out, "audited")),
+                     n + 1);
+    for (size_t i = 0; i < json_array_size(es); i++) {
+        const json_t *e = json_array_get(es, i);
+        assert_true(json_is_null(json_object_get(e, "site")));
+        assert_int_equal(json_integer_value(json_object_get(e, "round")),
+                         (json_int_t)i + 1);
+        near(e, "epsilon", 0.25 * (double)(i + 1));
+    }
+    json_decref(out);
+}
+
+/* With the trigger disabled (superuser), a deleted, edited or forged
+ * model row is named by round; a site row deleted does not matter to the
+ * model's rows; undoing the damage passes again. */
+static void
+model_rows_checked_against_audit(void **state)
+{
+    (void)state;
+    ff_registry *r = reg_open();
+    ff_error err = {0};
+    json_t *out = NULL;
+
+    guarded_populate(r, "guarded", 5);
+    expect_model_rows(r, "guarded", 5);
+    assert_int_equal(ff_registry_ledger_model_rows(r, "nobody", &out, &err),
+                     FF_ERR_NOT_FOUND);
+    exec_ok("ALTER TABLE privacy_ledger DISABLE TRIGGER "
+            "privacy_ledger_append_only");
+
+    /* A deleted model row: the coordinator would forget round 3. */
+    exec_ok("CREATE TEMP TABLE saved AS SELECT * FROM privacy_ledger "
+            "WHERE model = 'guarded' AND site IS NULL AND round = 3");
+    exec_ok("DELETE FROM privacy_ledger WHERE model = 'guarded' AND "
+            "site IS NULL AND round = 3");
+    expect_mismatch(r, "guarded", "round 3: the model's spent row is "
+                    "missing from the privacy ledger", "audit row ");
+    exec_ok("INSERT INTO privacy_ledger SELECT * FROM saved");
+    expect_model_rows(r, "guarded", 5);
+
+    /* Every model row deleted, the refusal included: round 1 named. */
+    exec_ok("CREATE TEMP TABLE saved_all AS SELECT * FROM privacy_ledger "
+            "WHERE model = 'guarded' AND site IS NULL");
+    exec_ok("DELETE FROM privacy_ledger WHERE model = 'guarded' AND "
+            "site IS NULL");
+    expect_mismatch(r, "guarded", "round 1: the model's spent row is "
+                    "missing", NULL);
+    exec_ok("INSERT INTO privacy_ledger SELECT * FROM saved_all");
+
+    /* An edited epsilon, and an edited refusal turned into a spend. */
+    exec_ok("UPDATE privacy_ledger SET epsilon = 0.01 WHERE model = "
+            "'guarded' AND site IS NULL AND round = 4");
+    expect_mismatch(r, "guarded", "round 4: the model's spent row",
+                    "epsilon differs");
+    exec_ok("UPDATE privacy_ledger SET epsilon = 1.0 WHERE model = "
+            "'guarded' AND site IS NULL AND round = 4");
+    exec_ok("UPDATE privacy_ledger SET status = 'spent' WHERE model = "
+            "'guarded' AND site IS NULL AND round = 6");
+    expect_mismatch(r, "guarded", "round 6: the model's", NULL);
+    exec_ok("UPDATE privacy_ledger SET status = 'refused' WHERE model = "
+            "'guarded' AND site IS NULL AND round = 6");
+    expect_model_rows(r, "guarded", 5);
+
+    /* A forged model row has no audit row. */
+    exec_ok("INSERT INTO privacy_ledger (model, round, status, mechanism, "
+            "delta, steps) VALUES ('guarded', 2, 'spent', 'none', 0, 1)");
+    expect_mismatch(r, "guarded", "round 2: the model's spent row",
+                    "has no audit row");
+    exec_ok("DELETE FROM privacy_ledger WHERE model = 'guarded' AND "
+            "mechanism = 'none'");
+
+    /* Site rows are not the model's: deleting one leaves the check. */
+    exec_ok("DELETE FROM privacy_ledger WHERE model = 'guarded' AND "
+            "site = 'hospital-a' AND round = 2");
+    expect_model_rows(r, "guarded", 5);
+    exec_ok("ALTER TABLE privacy_ledger ENABLE TRIGGER "
+            "privacy_ledger_append_only");
+    ff_registry_close(r);
+}
+
+/* Pages after an id reproduce the whole ledger in order; the newest page
+ * is its tail, with the total; bad pages are refused. */
+static void
+ledger_pages_and_tail(void **state)
+{
+    (void)state;
+    ff_registry *r = reg_open();
+    ff_error err = {0};
+    json_t *all = NULL, *pg = NULL;
+    ff_ledger_page p = {0, 0, 4};
+    size_t seen = 0;
+
+    guarded_populate(r, "paged", 4);   /* 15 rows */
+    must(ff_registry_ledger(r, "paged", &all, &err), &err, "ledger");
+    const json_t *es = json_object_get(all, "entries");
+    assert_int_equal(json_array_size(es), 15);
+
+    /* 4 + 4 + 4 + 3 rows, in the order of the whole ledger. */
+    for (int pages = 0;; pages++) {
+        must(ff_registry_ledger_page(r, "paged", &p, &pg, &err), &err,
+             "page");
+        const json_t *part = json_object_get(pg, "entries");
+        size_t n = json_array_size(part);
+        for (size_t i = 0; i < n; i++) {
+            json_t *want = json_deep_copy(json_array_get(es, seen + i));
+            json_t *got = json_deep_copy(json_array_get(part, i));
+            p.after_id = json_integer_value(json_object_get(got, "id"));
+            json_object_del(got, "id");
+            assert_true(json_equal(want, got));
+            json_decref(want);
+            json_decref(got);
+        }
+        seen += n;
+        json_decref(pg);
+        if (n < (size_t)p.limit) {
+            assert_int_equal(pages, 3);
+            break;
+        }
+    }
+    assert_int_equal(seen, 15);
+
+    /* The newest 6, oldest first, and how many there are. */
+    ff_ledger_page tail = {0, 1, 6};
+    must(ff_registry_ledger_page(r, "paged", &tail, &pg, &err), &err,
+         "tail");
+    assert_int_equal(json_integer_value(json_object_get(pg, "total")), 15);
+    const json_t *part = json_object_get(pg, "entries");
+    assert_int_equal(json_array_size(part), 6);
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(json_integer_value(json_object_get(
+                             json_array_get(part, i), "round")),
+                         json_integer_value(json_object_get(
+                             json_array_get(es, 9 + i), "round")));
+    json_decref(pg);
+
+    /* Bad pages. */
+    ff_ledger_page bad[] = {{0, 0, 0}, {0, 0, FF_REGISTRY_LEDGER_PAGE_MAX + 1},
+                            {-1, 0, 5}, {3, 1, 5}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(ff_registry_ledger_page(r, "paged", &bad[i], &pg,
+                                                 &err), FF_ERR_ARG);
+        assert_null(pg);
+    }
+    assert_int_equal(ff_registry_ledger_page(r, "nobody", &tail, &pg, &err),
+                     FF_ERR_NOT_FOUND);
+    json_decref(all);
+    ff_registry_close(r);
+}
+
+/* The summary: one line for the model first, then per site, with the
+ * epsilon of the newest spent row. */
+static void
+ledger_summary_per_site(void **state)
+{
+    (void)state;
+    ff_registry *r = reg_open();
+    ff_error err = {0};
+    json_t *sm = NULL;
+
+    guarded_populate(r, "summed", 4);  /* rounds 1..5, model refuses 5 */
+    must(ff_registry_ledger_summary(r, "summed", &sm, &err), &err, "sum");
+    assert_int_equal(json_integer_value(json_object_get(sm, "total")), 15);
+    assert_int_equal(json_integer_value(json_object_get(sm, "site_count")),
+                     3);
+    const json_t *sites = json_object_get(sm, "sites");
+    assert_int_equal(json_array_size(sites), 3);
+    const json_t *m = json_array_get(sites, 0);
+    assert_true(json_is_null(json_object_get(m, "site")));
+    assert_int_equal(json_integer_value(json_object_get(m, "rows")), 5);
+    assert_int_equal(json_integer_value(json_object_get(m, "spent")), 4);
+    assert_int_equal(json_integer_value(json_object_get(m, "refused")), 1);
+    assert_int_equal(json_integer_value(json_object_get(m, "last_round")),
+                     5);
+    assert_string_equal(json_string_value(json_object_get(m,
+                                                          "last_status")),
+                        "refused");
+    near(m, "epsilon", 1.0);   /* round 4's, the newest spent */
+    const json_t *b = json_array_get(sites, 2);
+    assert_string_equal(json_string_value(json_object_get(b, "site")),
+                        "hospital-b");
+    near(b, "epsilon", 0.75 * 5);
+    json_decref(sm);
+
+    ensure_model(r, "empty");
+    must(ff_registry_ledger_summary(r, "empty", &sm, &err), &err, "empty");
+    assert_int_equal(json_array_size(json_object_get(sm, "sites")), 0);
+    assert_int_equal(json_integer_value(json_object_get(sm, "total")), 0);
+    json_decref(sm);
+    ff_registry_close(r);
+}
+
+/* Ledger rows written at schema 5 stay as they were through migration
+ * 6, pass the audit check, and are then append-only. Own database. */
+static void
+migration_6_keeps_version_5_rows(void **state)
+{
+    (void)state;
+    ff_test_db saved = g_db;
+    ff_registry *r = NULL;
+    ff_error err = {0};
+    int version = 0;
+
+    if (ff_test_db_create(&g_db, "registry_privacy_m6") != 0)
+        fail_msg("second test database");
+    must(ff_registry_open(&r, g_db.conninfo, &err), &err, "open");
+    must(ff_registry_migrate_to(r, 5, &version, &err), &err, "to 5");
+    assert_int_equal(version, 5);
+    guarded_populate(r, "old", 3);
+    char *before = table_sum("SELECT md5(string_agg(t::text, ',' ORDER BY "
+                             "t.id)) FROM privacy_ledger t");
+    /* Schema 5 had no trigger: a row can still go (then comes back). */
+    exec_ok("CREATE TEMP TABLE keep AS SELECT * FROM privacy_ledger "
+            "WHERE id = 1");
+    exec_ok("DELETE FROM privacy_ledger WHERE id = 1");
+    exec_ok("INSERT INTO privacy_ledger SELECT * FROM keep");
+
+    must(ff_registry_migrate(r, &version, &err), &err, "to 6");
+    assert_int_equal(version, 6);
+    char *after = table_sum("SELECT md5(string_agg(t::text, ',' ORDER BY "
+                            "t.id)) FROM privacy_ledger t");
+    assert_string_equal(before, after);
+    expect_model_rows(r, "old", 3);
+    char *msg = exec_error("DELETE FROM privacy_ledger WHERE id = 1");
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "append-only: DELETE refused"));
+    free(msg);
+    free(before);
+    free(after);
+    ff_registry_close(r);
+    ff_test_db_drop(&g_db);
+    g_db = saved;
+}
+
 int
 main(void)
 {
@@ -698,6 +1057,11 @@ main(void)
         cmocka_unit_test(budget_set_get_overwrite),
         cmocka_unit_test(ledger_of_unknown_model),
         cmocka_unit_test(version_privacy_stored_and_shown),
+        cmocka_unit_test(ledger_trigger_refuses_changes),
+        cmocka_unit_test(model_rows_checked_against_audit),
+        cmocka_unit_test(ledger_pages_and_tail),
+        cmocka_unit_test(ledger_summary_per_site),
+        cmocka_unit_test(migration_6_keeps_version_5_rows),
     };
 
     if (ff_test_db_create(&g_db, "registry_privacy") != 0) {
