@@ -9,6 +9,7 @@
 #ifndef FF_SITE_CONFIG_H
 #define FF_SITE_CONFIG_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "../common/ff_status.h"
@@ -30,6 +31,14 @@ typedef struct ff_site_config {
     char identity[FF_SITE_STR_MAX]; /* Ed25519 identity key file; "" means
                                        <manifest dir>/site.identity */
     ff_site_privacy_config privacy; /* [privacy]: record-level DP */
+    /* transport security and the pinned model signer */
+    int tls;                        /* mutual TLS on (default) or off */
+    char ca[FF_SITE_STR_MAX];       /* the consortium CA certificate */
+    char cert[FF_SITE_STR_MAX];     /* this site's certificate */
+    char key[FF_SITE_STR_MAX];      /* and its private key */
+    char coordinator_key[2 * FF_WIRE_SIGNER_BYTES + 1]; /* hex, or "" */
+    char coordinator_key_file[FF_SITE_STR_MAX];         /* or "" */
+    char out[FF_SITE_STR_MAX];      /* deploy: where to write the model */
 } ff_site_config;
 
 /* Fills c with the defaults. */
@@ -42,10 +51,25 @@ FF_MUST_USE ff_status ff_site_config_parse(ff_site_config *c, int argc,
                                            char **argv, int *help,
                                            ff_error *err);
 
-/* Checks that c is complete (the [privacy] values are range-checked as
- * they are parsed). Errors: FF_ERR_CONFIG. */
+/* Checks that c is complete for taking part in rounds: id, manifest,
+ * address, the pinned coordinator key, and with tls on the CA,
+ * certificate and key (the [privacy] values are range-checked as they
+ * are parsed). Errors: FF_ERR_CONFIG. */
 FF_MUST_USE ff_status ff_site_config_check(const ff_site_config *c,
                                            ff_error *err);
+
+/* Checks that c is complete for `fedfuse-site deploy`: as above, but
+ * with --out instead of a manifest. Errors: FF_ERR_CONFIG. */
+FF_MUST_USE ff_status ff_site_config_check_deploy(const ff_site_config *c,
+                                                  ff_error *err);
+
+/* Reads the pinned coordinator key into pk: coordinator_key (64 hex
+ * digits) or the first 64 hex digits of coordinator_key_file (as the
+ * coordinator writes signing_key.pub). Errors: FF_ERR_CONFIG (neither
+ * set, or not 32 bytes of hex), FF_ERR_IO. */
+FF_MUST_USE ff_status ff_site_config_coordinator_key(const ff_site_config *c,
+                                                     uint8_t pk[32],
+                                                     ff_error *err);
 
 /* Writes the --help text to f. */
 void ff_site_config_usage(FILE *f);

@@ -76,37 +76,74 @@ typedef struct ff_site_ledger_round {
     char at[32];             /* UTC time, ISO 8601 */
 } ff_site_ledger_round;
 
+/* What identifies the ledger file as last read or written: a save
+ * refuses to replace a file whose stamp has changed since. */
+typedef struct ff_site_ledger_stamp {
+    int exists;              /* 0: there was no file at the path */
+    uint64_t dev, ino;
+    int64_t size;
+    int64_t mtime_ns;        /* modification time, ns since the epoch */
+} ff_site_ledger_stamp;
+
 /* The site's privacy ledger: the file and what it holds. Caller storage:
- * ff_site_ledger_load, then ff_site_ledger_cleanup. */
+ * ff_site_ledger_load, then ff_site_ledger_cleanup. A loaded ledger holds
+ * an exclusive flock(2) on <path>.lock until its cleanup, so a second
+ * process (or a second load in this one) on the same ledger is refused.
+ * Do not copy a loaded ledger: the copy would share the lock. */
 typedef struct ff_site_ledger {
     char path[FF_SITE_PRIVACY_PATH_MAX];
     char site[FF_WIRE_ID_MAX + 1];
     ff_site_dp_plan plan;
     ff_site_ledger_round *rounds;  /* malloc'd */
     size_t n, cap;
+    int locked;                    /* 1: lock_fd holds the lock */
+    int lock_fd;
+    ff_site_ledger_stamp stamp;    /* the file as last read or written */
 } ff_site_ledger;
 
 /*
- * Reads the ledger file at path into l (zeroed first). A missing file is
- * an empty ledger for site (it is written on the first save). Anything
- * else that is not a well-formed ledger (not a regular file, over
- * FF_SITE_LEDGER_MAX_BYTES, bad JSON, a wrong format tag or version, a
- * missing or out-of-range field) is an error: the file is never reset.
- * path and site borrowed. Errors: FF_ERR_FORMAT (corrupt: the message
- * names the file and what is wrong), FF_ERR_IO, FF_ERR_NOMEM, FF_ERR_ARG
- * (path too long).
+ * Reads the ledger file at path into l (zeroed first) and locks it for
+ * this process: an exclusive, non-blocking flock on <path>.lock (created
+ * mode 0600 when missing, never through a symbolic link), held until
+ * ff_site_ledger_cleanup. The ledger is opened with O_NOFOLLOW and
+ * O_NONBLOCK, so a symbolic link (dangling or not), a FIFO, a device or a
+ * directory at path is refused at once and never read or waited on. Only
+ * a path where nothing exists at all is a new, empty ledger for site (a
+ * WARN says so; the file is written on the first save). Anything else
+ * that is not a well-formed ledger (over FF_SITE_LEDGER_MAX_BYTES, bad
+ * JSON, a wrong format tag or version, a missing or out-of-range field)
+ * is an error: the file is never reset. The ledger's "site" must equal
+ * site when both are non-empty. path and site borrowed. Errors:
+ * FF_ERR_FORMAT (corrupt: the message names the file and what is wrong),
+ * FF_ERR_IO (a symbolic link or not a regular file, or unreadable),
+ * FF_ERR_STATE (another process, or another ff_site_ledger here, holds
+ * the lock), FF_ERR_CONFIG (the ledger belongs to another site: the
+ * message names both ids), FF_ERR_NOMEM, FF_ERR_ARG (path too long).
  */
 FF_MUST_USE ff_status ff_site_ledger_load(ff_site_ledger *l,
                                           const char *path, const char *site,
                                           ff_error *err);
 
 /*
- * Writes l to its file atomically: a temporary file next to it (mode
- * 0600), fsync, rename over the old one, fsync of the directory. The old
- * file stays intact on any failure. Errors: FF_ERR_IO, FF_ERR_NOMEM.
+ * Checks that the ledger file is still the one l last read or wrote
+ * (device, inode, size and modification time; or still absent when l
+ * began empty). Errors: FF_ERR_STATE (replaced, edited, removed or
+ * turned into a symbolic link: the message names the file and says that
+ * nothing was overwritten), FF_ERR_IO.
  */
-FF_MUST_USE ff_status ff_site_ledger_save(const ff_site_ledger *l,
-                                          ff_error *err);
+FF_MUST_USE ff_status ff_site_ledger_unchanged(const ff_site_ledger *l,
+                                               ff_error *err);
+
+/*
+ * Writes l to its file atomically: a new temporary file beside it
+ * (mkstemp: created exclusively, mode 0600, never through a symbolic
+ * link), fsync, rename over the old one, fsync of the directory. It first
+ * checks ff_site_ledger_unchanged and refuses to overwrite a ledger that
+ * changed on disk. The old file stays intact on any failure. On success
+ * l->stamp describes the new file (l is const but for that stamp).
+ * Errors: those of ff_site_ledger_unchanged, FF_ERR_IO, FF_ERR_NOMEM.
+ */
+FF_MUST_USE ff_status ff_site_ledger_save(ff_site_ledger *l, ff_error *err);
 
 /* Appends r (copied) and saves; on a failed save the entry is dropped
  * again, so memory and file agree. Errors: those of ff_site_ledger_save,
@@ -115,15 +152,18 @@ FF_MUST_USE ff_status ff_site_ledger_append(ff_site_ledger *l,
                                             const ff_site_ledger_round *r,
                                             ff_error *err);
 
-/* Frees what l holds and zeroes it. Accepts NULL. */
+/* Frees what l holds, releases its lock and zeroes it. Accepts NULL and
+ * a zeroed ledger that was never loaded. */
 void ff_site_ledger_cleanup(ff_site_ledger *l);
 
 /*
  * The cumulative epsilon at delta of every round in l, plus `next` when
  * not NULL: Poisson-subsampled Gaussian (q, sigma_eff, steps) per round,
  * RDP over FF_ACCT_GRID_DEFAULT, new conversion. May be +INFINITY.
- * Errors: FF_ERR_ARG (a value the accountant refuses; the message names
- * it).
+ * Rounds with equal (q, sigma_eff) are composed at once (their steps
+ * add), so the cost grows with the number of distinct settings, not of
+ * rounds. Errors: FF_ERR_ARG (a value the accountant refuses; the
+ * message names it), FF_ERR_NOMEM.
  */
 FF_MUST_USE ff_status ff_site_ledger_epsilon(const ff_site_ledger *l,
                                              const ff_site_ledger_round *next,
@@ -156,6 +196,18 @@ FF_MUST_USE ff_status ff_site_dp_plan_make(const ff_site_privacy_config *c,
                                            ff_site_dp_plan *plan,
                                            ff_error *err);
 
+/* The largest delta the configuration accepts (docs/site-privacy.md). */
+#define FF_SITE_DELTA_MAX 1e-3
+
+/*
+ * Checks c->delta against the site's record count: delta must be below
+ * 1 / records (a larger delta allows a mechanism that publishes a whole
+ * record) and at most FF_SITE_DELTA_MAX. Errors: FF_ERR_CONFIG (the
+ * message names delta, the record count and 1 / records).
+ */
+FF_MUST_USE ff_status ff_site_privacy_delta_check(
+    const ff_site_privacy_config *c, size_t records, ff_error *err);
+
 /* What the budget check decided for one round. */
 typedef struct ff_site_dp_round {
     int round;
@@ -177,10 +229,12 @@ typedef struct ff_site_dp_round {
  * noise_multiplier, or the ledger's plan, which it makes and saves first
  * when there is none), computes epsilon with this round and sets
  * out->refuse (with the reason) when it would exceed c->epsilon_budget.
- * Infeasible planning is a refusal too. l, c borrowed; out caller
- * storage. Errors: FF_ERR_ARG (epochs, records or param_count out of
- * range), those of ff_site_ledger_save (the plan could not be written:
- * the round must not be trained).
+ * Infeasible planning is a refusal too, and so is a delta that
+ * ff_site_privacy_delta_check refuses for these records. l, c borrowed;
+ * out caller storage. Errors: FF_ERR_ARG (epochs, records or param_count
+ * out of range), those of ff_site_ledger_unchanged (the ledger changed on
+ * disk since it was read: the round must not be trained), those of
+ * ff_site_ledger_save (the plan could not be written: likewise).
  */
 FF_MUST_USE ff_status ff_site_dp_check(ff_site_ledger *l,
                                        const ff_site_privacy_config *c,

@@ -28,10 +28,26 @@
 
 typedef struct ff_site_rpc ff_site_rpc;
 
-/* Opens a channel to target ("127.0.0.1:PORT"); connects lazily.
- * *out owned by the caller. Errors: FF_ERR_NOMEM, FF_ERR_ARG. */
+/* The site's TLS material: paths of PEM files (borrowed). */
+typedef struct ff_site_tls {
+    const char *ca;     /* the consortium CA: the coordinator's certificate
+                           must chain to it and name the target host */
+    const char *cert;   /* this site's certificate (fedfuse-site enroll,
+                           fedfusectl sites approve); NULL: none is
+                           presented (the coordinator refuses every call:
+                           tests use it to check that) */
+    const char *key;    /* its private key (ignored without cert) */
+} ff_site_tls;
+
+/* Opens a channel to target ("127.0.0.1:PORT"); connects lazily. With
+ * tls the channel is mutual TLS (the key file is read, used and wiped);
+ * tls NULL opens an insecure channel (logged as a WARN). *out owned by
+ * the caller. Errors: FF_ERR_NOMEM, FF_ERR_ARG, FF_ERR_IO /
+ * FF_ERR_TOO_LARGE (a PEM file), FF_ERR_INTERNAL. */
 FF_MUST_USE ff_status ff_site_rpc_create(ff_site_rpc **out,
-                                         const char *target, ff_error *err);
+                                         const char *target,
+                                         const ff_site_tls *tls,
+                                         ff_error *err);
 
 /* Closes the channel and frees r. Accepts NULL. */
 void ff_site_rpc_destroy(ff_site_rpc *r);
@@ -66,16 +82,45 @@ FF_MUST_USE ff_status ff_site_rpc_secagg(ff_site_rpc *r,
 /* Frees what a SecAgg answer holds; accepts NULL and a zeroed answer. */
 void ff_site_rpc_secagg_cleanup(ff_wire_secagg_msg *rep);
 
-/* DownloadModel: reassembles the artifact in order into *artifact
- * (malloc'd, caller frees; NULL on error) after checking every chunk's
- * offset, total length and digest against the first, then the complete
- * length and the BLAKE2b-256 digest. *version receives the model version.
- * Extra errors: FF_ERR_DIGEST (content does not match the digest). */
+/* A downloaded model with the claim its signature covers. */
+typedef struct ff_site_model {
+    uint8_t *artifact;                  /* malloc'd */
+    size_t len;
+    int version;
+    int parent;                         /* 0: none */
+    char model[FF_WIRE_ID_MAX + 1];
+    uint8_t digest[FF_WIRE_DIGEST_BYTES];
+    int is_signed;                      /* signature and signer_key set */
+    uint8_t signature[FF_WIRE_SIG_BYTES];
+    uint8_t signer_key[FF_WIRE_SIGNER_BYTES];
+    char *metadata;                     /* malloc'd signed JSON ("") */
+} ff_site_model;
+
+/* Frees what m holds and zeroes it; accepts NULL. */
+void ff_site_model_cleanup(ff_site_model *m);
+
+/* DownloadModel: reassembles the artifact in order into m->artifact
+ * after checking every chunk's offset, total length and digest against
+ * the first, then the complete length and the BLAKE2b-256 digest; the
+ * first chunk's model, parent, metadata and signature fill the rest of
+ * *m. Nothing here checks the signature: ff_site_model_verify does. On
+ * error *m is zeroed. Extra errors: FF_ERR_DIGEST (content does not
+ * match the digest), FF_ERR_NOT_FOUND (no such model: a production
+ * download before anything was promoted). */
 FF_MUST_USE ff_status ff_site_rpc_download(ff_site_rpc *r,
                                            const ff_wire_download *req,
-                                           uint8_t **artifact, size_t *len,
-                                           int *version, double timeout_s,
-                                           ff_error *err);
+                                           ff_site_model *m,
+                                           double timeout_s, ff_error *err);
+
+/* Verifies m against the coordinator key the site pinned (pk): signed,
+ * by that key, over (model, version, parent, digest, metadata), and the
+ * artifact hashing to the signed digest (ff_trust_model_verify). Errors:
+ * FF_ERR_AUTH with a message fit for the operator ("refusing model
+ * version 4: the signature does not verify with the pinned coordinator
+ * key ab12...; not training" when what is "not training"). */
+FF_MUST_USE ff_status ff_site_model_verify(const ff_site_model *m,
+                                           const uint8_t pk[32],
+                                           const char *what, ff_error *err);
 
 /*
  * UploadUpdate: sends the header, then data (len bytes, normally

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -187,8 +188,23 @@ static ff_status ledger_from_json(ff_site_ledger *l, const json_t *root,
     if (!int_get(root, "version", FF_SITE_LEDGER_VERSION,
                  FF_SITE_LEDGER_VERSION, &version))
         return corrupt(err, l->path, "unknown version", "");
+
+    /* Whose ledger it is: another site's is never spent from here. An
+     * empty id (a ledger saved without one) takes the caller's. */
     site = json_object_get(root, "site");
-    if (json_is_string(site) && ff_wire_id_valid(json_string_value(site)))
+    if (!json_is_string(site))
+        return corrupt(err, l->path, "no site field", "");
+    if (json_string_length(site) > 0 &&
+        !ff_wire_id_valid(json_string_value(site)))
+        return corrupt(err, l->path, "bad field", "site");
+    if (json_string_length(site) > 0 && l->site[0] != '\0' &&
+        strcmp(json_string_value(site), l->site) != 0)
+        return ff_error_set(err, FF_ERR_CONFIG, "privacy ledger %s belongs "
+                            "to site '%s', not to this site '%s': give "
+                            "this site its own ledger (--ledger) or the "
+                            "right --id", l->path, json_string_value(site),
+                            l->site);
+    if (json_string_length(site) > 0)
         snprintf(l->site, sizeof l->site, "%s", json_string_value(site));
 
     /* The plan, when one was made. */
@@ -220,27 +236,123 @@ static ff_status ledger_from_json(ff_site_ledger *l, const json_t *root,
     return FF_OK;
 }
 
-/* Opens path for reading, refusing anything but a bounded regular file;
- * *missing is set (and FF_OK returned) when it does not exist. */
-static ff_status ledger_open(const char *path, FILE **f, int *missing,
-                             ff_error *err)
+/* The stamp of the file fstat or lstat described. */
+static void stamp_of(const struct stat *sb, ff_site_ledger_stamp *out)
+{
+    memset(out, 0, sizeof *out);
+    out->exists = 1;
+    out->dev = (uint64_t)sb->st_dev;
+    out->ino = (uint64_t)sb->st_ino;
+    out->size = (int64_t)sb->st_size;
+    out->mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 +
+                    (int64_t)sb->st_mtim.tv_nsec;
+}
+
+/* What kind of file sb describes, for messages. */
+static const char *file_kind(const struct stat *sb)
+{
+    if (S_ISLNK(sb->st_mode))
+        return "a symbolic link";
+    if (S_ISFIFO(sb->st_mode))
+        return "a FIFO";
+    if (S_ISDIR(sb->st_mode))
+        return "a directory";
+    if (S_ISSOCK(sb->st_mode))
+        return "a socket";
+    if (S_ISCHR(sb->st_mode) || S_ISBLK(sb->st_mode))
+        return "a device";
+    return "not a regular file";
+}
+
+/* Takes the exclusive lock <path>.lock for the life of l (flock, never
+ * waiting): one process, one ledger. */
+static ff_status lock_take(ff_site_ledger *l, ff_error *err)
+{
+    char lock[FF_SITE_PRIVACY_PATH_MAX + 16];
+    struct stat sb;
+    int fd;
+
+    /* The lock file: created private, never through a link. */
+    snprintf(lock, sizeof lock, "%s.lock", l->path);
+    fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+              0600);
+    if (fd < 0)
+        return ff_error_set(err, FF_ERR_IO, "privacy ledger %s: cannot "
+                            "open its lock file %s: %s", l->path, lock,
+                            errno == ELOOP ? "it is a symbolic link"
+                                           : strerror(errno));
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return ff_error_set(err, FF_ERR_IO, "privacy ledger %s: its lock "
+                            "file %s is not a regular file", l->path, lock);
+    }
+
+    /* Held by someone else: refuse rather than lose their rounds. */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return ff_error_set(err, FF_ERR_STATE, "privacy ledger %s is "
+                                "in use: another fedfuse-site process holds "
+                                "its lock %s (only one site process may use "
+                                "a ledger)", l->path, lock);
+        return ff_error_set(err, FF_ERR_IO, "privacy ledger %s: cannot "
+                            "lock %s: %s", l->path, lock, strerror(e));
+    }
+    l->lock_fd = fd;
+    l->locked = 1;
+    return FF_OK;
+}
+
+/* Whether nothing at all exists at path (not even a dangling link). */
+static int path_absent(const char *path)
 {
     struct stat sb;
-    int fd = open(path, O_RDONLY);
 
+    return lstat(path, &sb) != 0 && errno == ENOENT;
+}
+
+/* Opens l->path for reading, refusing anything but a bounded regular
+ * file; never follows a link and never waits (a FIFO is refused, not
+ * read). *f is NULL with FF_OK only when nothing exists at the path.
+ * Fills l->stamp. */
+static ff_status ledger_open(ff_site_ledger *l, FILE **f, ff_error *err)
+{
+    const char *path = l->path;
+    struct stat sb;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+    /* Missing means nothing at the path: a dangling link is refused. */
     *f = NULL;
-    *missing = 0;
-    if (fd < 0 && errno == ENOENT)
-        return *missing = 1, FF_OK;
+    if (fd < 0 && errno == ENOENT && path_absent(path))
+        return FF_OK;
+    if (fd < 0 && errno == ELOOP)
+        return ff_error_set(err, FF_ERR_IO, "privacy ledger %s is a "
+                            "symbolic link: the site does not follow links "
+                            "for its ledger; set ledger to the real file",
+                            path);
     if (fd < 0)
         return ff_error_set(err, FF_ERR_IO, "privacy ledger %s: %s", path,
                             strerror(errno));
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-        sb.st_size > FF_SITE_LEDGER_MAX_BYTES) {
+
+    /* A bounded regular file only. */
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
         close(fd);
-        return corrupt(err, path, "not a regular file of at most 64 MiB",
-                       "");
+        return ff_error_set(err, FF_ERR_IO, "privacy ledger %s: %s", path,
+                            strerror(e));
     }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return ff_error_set(err, FF_ERR_IO, "privacy ledger %s is %s, not "
+                            "a regular file: the site refuses it", path,
+                            file_kind(&sb));
+    }
+    if (sb.st_size > FF_SITE_LEDGER_MAX_BYTES) {
+        close(fd);
+        return corrupt(err, path, "larger than 64 MiB", "");
+    }
+    stamp_of(&sb, &l->stamp);
     *f = fdopen(fd, "rb");
     if (*f == NULL) {
         close(fd);
@@ -250,13 +362,28 @@ static ff_status ledger_open(const char *path, FILE **f, int *missing,
     return FF_OK;
 }
 
+/* Parses the open ledger file f (closing it) into l. */
+static ff_status ledger_parse(ff_site_ledger *l, FILE *f, ff_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    ff_status st;
+
+    fclose(f);
+    if (root == NULL) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "line %d: %s", jerr.line, jerr.text);
+        return corrupt(err, l->path, "not valid JSON", detail);
+    }
+    st = ledger_from_json(l, root, err);
+    json_decref(root);
+    return st;
+}
+
 ff_status ff_site_ledger_load(ff_site_ledger *l, const char *path,
                               const char *site, ff_error *err)
 {
-    json_error_t jerr;
-    json_t *root;
     FILE *f = NULL;
-    int missing = 0;
     ff_status st;
 
     memset(l, 0, sizeof *l);
@@ -265,25 +392,19 @@ ff_status ff_site_ledger_load(ff_site_ledger *l, const char *path,
                             "empty or too long", path);
     strcpy(l->path, path);
     snprintf(l->site, sizeof l->site, "%s", site != NULL ? site : "");
-    st = ledger_open(path, &f, &missing, err);
-    if (st != FF_OK || missing)
-        return st;
 
-    /* Parse strictly, then check every field. */
-    root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
-    fclose(f);
-    if (root == NULL) {
-        char detail[200];
-        snprintf(detail, sizeof detail, "line %d: %s", jerr.line, jerr.text);
-        return corrupt(err, path, "not valid JSON", detail);
-    }
-    st = ledger_from_json(l, root, err);
-    json_decref(root);
-    if (st != FF_OK) {
-        free(l->rounds);
-        l->rounds = NULL;
-        l->n = l->cap = 0;
-    }
+    /* Locked first, so that no other site process writes while we read;
+     * then open strictly and parse. */
+    st = lock_take(l, err);
+    if (st == FF_OK)
+        st = ledger_open(l, &f, err);
+    if (st == FF_OK && f != NULL)
+        st = ledger_parse(l, f, err);
+    else if (st == FF_OK)
+        FF_WARN("privacy: starting a new privacy ledger at %s: no spend "
+                "recorded", l->path);
+    if (st != FF_OK)
+        ff_site_ledger_cleanup(l);
     return st;
 }
 
@@ -292,7 +413,47 @@ void ff_site_ledger_cleanup(ff_site_ledger *l)
     if (l == NULL)
         return;
     free(l->rounds);
+    if (l->locked)
+        close(l->lock_fd); /* releases the flock */
     memset(l, 0, sizeof *l);
+}
+
+ff_status ff_site_ledger_unchanged(const ff_site_ledger *l, ff_error *err)
+{
+    ff_site_ledger_stamp now;
+    const char *what = NULL;
+    struct stat sb;
+
+    /* What is at the path now, compared with what we last saw. */
+    int absent = lstat(l->path, &sb) != 0;
+
+    if (absent && errno != ENOENT)
+        return ff_error_set(err, FF_ERR_IO, "privacy ledger %s: %s",
+                            l->path, strerror(errno));
+    if (absent) {
+        if (l->stamp.exists)
+            what = "it was removed";
+    } else if (!l->stamp.exists) {
+        what = "a file appeared where the site started a new ledger";
+    } else if (!S_ISREG(sb.st_mode)) {
+        what = S_ISLNK(sb.st_mode) ? "it became a symbolic link"
+                                   : "it is no longer a regular file";
+    } else {
+        stamp_of(&sb, &now);
+        if (now.dev != l->stamp.dev || now.ino != l->stamp.ino)
+            what = "it was replaced by another file";
+        else if (now.size != l->stamp.size ||
+                 now.mtime_ns != l->stamp.mtime_ns)
+            what = "it was modified";
+    }
+    if (what == NULL)
+        return FF_OK;
+    return ff_error_set(err, FF_ERR_STATE, "privacy ledger %s changed on "
+                        "disk since this site read or wrote it (%s); it was "
+                        "not overwritten and no round is trained: stop the "
+                        "site, decide which ledger is right (only one "
+                        "fedfuse-site may use a ledger) and restart",
+                        l->path, what);
 }
 
 /* ---- the ledger file: writing ---- */
@@ -355,7 +516,8 @@ static int write_synced(int fd, const char *text)
     return fsync(fd);
 }
 
-/* Flushes the directory that holds path, so that the rename lasts. */
+/* Flushes the directory that holds path, so that the rename lasts; a
+ * failure is logged (the new ledger is in place either way). */
 static void dir_sync(const char *path)
 {
     char dir[FF_SITE_PRIVACY_PATH_MAX];
@@ -368,50 +530,80 @@ static void dir_sync(const char *path)
         snprintf(dir, sizeof dir, "/");
     else
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        (void)fsync(fd);
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0)
+        FF_WARN("privacy: cannot flush directory %s after writing the "
+                "ledger: %s", dir, strerror(errno));
+    if (fd >= 0)
         close(fd);
-    }
 }
 
-ff_status ff_site_ledger_save(const ff_site_ledger *l, ff_error *err)
+/* Writes text to a new temporary file beside l->path (name in tmp,
+ * which holds the mkstemp template): created exclusively with mode 0600,
+ * written, synced and closed; its stamp in *stamp. */
+static ff_status tmp_write(const ff_site_ledger *l, const char *text,
+                           char *tmp, ff_site_ledger_stamp *stamp,
+                           ff_error *err)
+{
+    ff_status st = FF_OK;
+    struct stat sb;
+    int fd = mkstemp(tmp);
+
+    if (fd < 0)
+        return ff_error_set(err, FF_ERR_IO, "privacy ledger %s: cannot "
+                            "create a temporary file %s: %s", l->path, tmp,
+                            strerror(errno));
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (fchmod(fd, 0600) != 0 || write_synced(fd, text) != 0 ||
+        fstat(fd, &sb) != 0)
+        st = ff_error_set(err, FF_ERR_IO, "privacy ledger %s: cannot "
+                          "write %s: %s", l->path, tmp, strerror(errno));
+    if (close(fd) != 0 && st == FF_OK)
+        st = ff_error_set(err, FF_ERR_IO, "privacy ledger %s: cannot "
+                          "close %s: %s", l->path, tmp, strerror(errno));
+    if (st == FF_OK)
+        stamp_of(&sb, stamp);
+    else
+        unlink(tmp);
+    return st;
+}
+
+ff_status ff_site_ledger_save(ff_site_ledger *l, ff_error *err)
 {
     char tmp[FF_SITE_PRIVACY_PATH_MAX + 16];
-    json_t *root = ledger_json(l);
+    ff_site_ledger_stamp stamp;
+    json_t *root;
     char *text = NULL;
-    ff_status st = FF_OK;
-    int fd = -1;
+    ff_status st;
 
-    /* The document, then a temporary file beside the ledger. */
+    /* Never over a ledger someone else changed since we saw it. */
+    st = ff_site_ledger_unchanged(l, err);
+    if (st != FF_OK)
+        return st;
+
+    /* The document, then a new temporary file beside the ledger. */
+    root = ledger_json(l);
     if (root != NULL)
         text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
     if (text == NULL)
         return ff_error_set(err, FF_ERR_NOMEM, "out of memory writing the "
                             "privacy ledger %s", l->path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", l->path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-        st = ff_error_set(err, FF_ERR_IO, "privacy ledger %s: cannot "
-                          "create %s: %s", l->path, tmp, strerror(errno));
+    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", l->path);
+    st = tmp_write(l, text, tmp, &stamp, err);
+    free(text);
 
-    /* Written and synced, then renamed over the old ledger. */
-    if (st == FF_OK && write_synced(fd, text) != 0)
-        st = ff_error_set(err, FF_ERR_IO, "privacy ledger %s: cannot "
-                          "write %s: %s", l->path, tmp, strerror(errno));
-    if (fd >= 0 && close(fd) != 0 && st == FF_OK)
-        st = ff_error_set(err, FF_ERR_IO, "privacy ledger %s: cannot "
-                          "close %s: %s", l->path, tmp, strerror(errno));
-    if (st == FF_OK && rename(tmp, l->path) != 0)
+    /* Renamed over the old ledger, and the directory flushed. */
+    if (st == FF_OK && rename(tmp, l->path) != 0) {
         st = ff_error_set(err, FF_ERR_IO, "privacy ledger %s: cannot "
                           "rename %s over it: %s", l->path, tmp,
                           strerror(errno));
-    if (st == FF_OK)
-        dir_sync(l->path);
-    else if (fd >= 0)
         unlink(tmp);
-    free(text);
+    }
+    if (st == FF_OK) {
+        dir_sync(l->path);
+        l->stamp = stamp;
+    }
     return st;
 }
 
@@ -441,17 +633,85 @@ ff_status ff_site_ledger_append(ff_site_ledger *l,
 
 /* ---- accounting ---- */
 
-/* Adds one round to acct. */
-static ff_status acct_add(ff_accountant *acct, const ff_site_ledger_round *r,
+/* Rounds of one setting: RDP composes additively, so rounds with equal
+ * (q, sigma_eff) are one Gaussian of their summed steps. */
+typedef struct acct_group {
+    double q, sigma_eff;
+    int64_t steps;
+    int round;               /* the first round of the setting, for errors */
+} acct_group;
+
+/* Orders groups by (q, sigma_eff). */
+static int group_cmp(const void *pa, const void *pb)
+{
+    const acct_group *a = pa, *b = pb;
+
+    if (a->q != b->q)
+        return a->q < b->q ? -1 : 1;
+    if (a->sigma_eff != b->sigma_eff)
+        return a->sigma_eff < b->sigma_eff ? -1 : 1;
+    return 0;
+}
+
+/* Sorts g[0..n) and merges equal settings in place (steps add, capped at
+ * INT64_MAX, where epsilon is unbounded anyway); returns the count. */
+static size_t groups_merge(acct_group *g, size_t n)
+{
+    size_t out = 0, i;
+
+    if (n == 0)
+        return 0;
+    qsort(g, n, sizeof *g, group_cmp);
+    for (i = 1; i < n; i++) {
+        if (group_cmp(&g[out], &g[i]) != 0) {
+            g[++out] = g[i];
+            continue;
+        }
+        g[out].steps = g[i].steps > INT64_MAX - g[out].steps
+                           ? INT64_MAX
+                           : g[out].steps + g[i].steps;
+        if (g[i].round < g[out].round)
+            g[out].round = g[i].round;
+    }
+    return out + 1;
+}
+
+/* Adds one group to acct. */
+static ff_status acct_add(ff_accountant *acct, const acct_group *g,
                           ff_error *err)
 {
     ff_privacy_error pe = {0};
 
-    if (ff_accountant_add_gaussian(acct, r->q, r->sigma_eff, r->steps, &pe) !=
+    if (ff_accountant_add_gaussian(acct, g->q, g->sigma_eff, g->steps, &pe) !=
         FF_PRIVACY_OK)
-        return ff_error_set(err, FF_ERR_ARG, "accounting round %d: %s",
-                            r->round, ff_privacy_error_text(&pe));
+        return ff_error_set(err, FF_ERR_ARG, "accounting q %g, sigma_eff "
+                            "%g (from round %d): %s", g->q, g->sigma_eff,
+                            g->round, ff_privacy_error_text(&pe));
     return FF_OK;
+}
+
+/* One group per round of l, plus next (malloc'd; *n entries). */
+static acct_group *groups_of(const ff_site_ledger *l,
+                             const ff_site_ledger_round *next, size_t *n)
+{
+    acct_group *g = malloc((l->n + 1) * sizeof *g);
+    size_t i;
+
+    *n = 0;
+    if (g == NULL)
+        return NULL;
+    for (i = 0; i <= l->n; i++) {
+        const ff_site_ledger_round *r = i < l->n ? &l->rounds[i] : next;
+        if (r == NULL)
+            continue;
+        g[*n].q = r->q;
+        g[*n].sigma_eff = r->sigma_eff;
+        g[*n].steps = r->steps;
+        g[*n].round = r->round;
+        (*n)++;
+    }
+    *n = groups_merge(g, *n);
+    return g;
 }
 
 ff_status ff_site_ledger_epsilon(const ff_site_ledger *l,
@@ -460,22 +720,28 @@ ff_status ff_site_ledger_epsilon(const ff_site_ledger *l,
 {
     ff_privacy_error pe = {0};
     ff_accountant acct;
+    acct_group *g = NULL;
     ff_status st = FF_OK;
-    size_t i;
+    size_t i, n = 0;
 
     *eps = 0.0;
+    if (l->n == 0 && next == NULL)
+        return FF_OK;
     if (ff_accountant_init_grid(&acct, FF_ACCT_GRID_DEFAULT, &pe) !=
         FF_PRIVACY_OK)
         return ff_error_set(err, FF_ERR_INTERNAL, "accountant: %s",
                             ff_privacy_error_text(&pe));
-    for (i = 0; i < l->n && st == FF_OK; i++)
-        st = acct_add(&acct, &l->rounds[i], err);
-    if (st == FF_OK && next != NULL)
-        st = acct_add(&acct, next, err);
+
+    /* Each distinct setting once, with the steps of all its rounds. */
+    g = groups_of(l, next, &n);
+    if (g == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory accounting "
+                            "the privacy ledger %s", l->path);
+    for (i = 0; i < n && st == FF_OK; i++)
+        st = acct_add(&acct, &g[i], err);
+    free(g);
     if (st != FF_OK)
         return st;
-    if (l->n == 0 && next == NULL)
-        return FF_OK;
     if (ff_accountant_epsilon(&acct, delta, FF_ACCT_CONV_NEW, eps, NULL,
                               &pe) != FF_PRIVACY_OK)
         return ff_error_set(err, FF_ERR_ARG, "epsilon at delta %g: %s",
@@ -573,6 +839,22 @@ ff_status ff_site_dp_plan_make(const ff_site_privacy_config *c, double q,
 
 /* ---- the budget check ---- */
 
+ff_status ff_site_privacy_delta_check(const ff_site_privacy_config *c,
+                                      size_t records, ff_error *err)
+{
+    if (!(c->delta > 0.0) || c->delta > FF_SITE_DELTA_MAX)
+        return ff_error_set(err, FF_ERR_CONFIG, "delta %g is outside "
+                            "(0, %g]", c->delta, FF_SITE_DELTA_MAX);
+    if (records > 0 && c->delta >= 1.0 / (double)records)
+        return ff_error_set(err, FF_ERR_CONFIG, "delta %g is not below 1 / "
+                            "records = %g for this site's %zu records: such "
+                            "a delta allows releasing a whole record; set "
+                            "delta below %g", c->delta,
+                            1.0 / (double)records, records,
+                            1.0 / (double)records);
+    return FF_OK;
+}
+
 /* The multiplier of this round: configured, planned, or newly planned
  * (saved and logged). An infeasible plan refuses the round. */
 static ff_status sigma_choose(ff_site_ledger *l,
@@ -624,6 +906,7 @@ ff_status ff_site_dp_check(ff_site_ledger *l, const ff_site_privacy_config *c,
                            ff_error *err)
 {
     ff_site_ledger_round next;
+    ff_error derr = {0};
     ff_status st;
 
     /* This round's sampling and length. */
@@ -640,11 +923,23 @@ ff_status ff_site_dp_check(ff_site_ledger *l, const ff_site_privacy_config *c,
     out->delta = c->delta;
     out->budget = c->epsilon_budget;
 
-    /* What is spent so far, this round's noise, then what the ledger
-     * would say with it. */
-    st = ff_site_ledger_epsilon(l, NULL, c->delta, &out->epsilon_before, err);
+    /* The ledger must still be the file we read; then what is spent so
+     * far. A delta too large for these records refuses the round. */
+    st = ff_site_ledger_unchanged(l, err);
     if (st == FF_OK)
-        st = sigma_choose(l, c, out, param_count, err);
+        st = ff_site_ledger_epsilon(l, NULL, c->delta, &out->epsilon_before,
+                                    err);
+    if (st != FF_OK)
+        return st;
+    if (ff_site_privacy_delta_check(c, records, &derr) != FF_OK) {
+        out->refuse = 1;
+        out->epsilon_after = out->epsilon_before;
+        snprintf(out->reason, sizeof out->reason, "%s", ff_error_text(&derr));
+        return FF_OK;
+    }
+
+    /* This round's noise, then what the ledger would say with it. */
+    st = sigma_choose(l, c, out, param_count, err);
     if (st != FF_OK || out->refuse)
         return st;
     out->sigma_eff = ff_site_dp_sigma_eff(out->sigma, c->clip, param_count);

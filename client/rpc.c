@@ -18,6 +18,7 @@
 
 #include "../common/ff_log.h"
 #include "../proto/ff_grpc_buf.h"
+#include "../trust/ff_trust.h"
 #include "wire.h"
 
 struct ff_site_rpc {
@@ -29,22 +30,69 @@ struct ff_site_rpc {
 #define FF_RPC_BACKOFF_MIN_MS 200
 #define FF_RPC_BACKOFF_MAX_MS 2000
 
+/* Channel credentials: mutual TLS with the site's certificate, or
+ * insecure when tls is NULL (logged). The key's copy is wiped. */
+static ff_status credentials_make(const ff_site_tls *tls,
+                                  grpc_channel_credentials **out,
+                                  ff_error *err)
+{
+    grpc_ssl_pem_key_cert_pair pair;
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    size_t ca_len = 0, cert_len = 0, key_len = 0;
+    ff_status st;
+
+    *out = NULL;
+    if (tls == NULL) {
+        FF_WARN("TLS is off (tls = off): the channel to the coordinator is "
+                "neither encrypted nor authenticated; use this only for "
+                "insecure tests");
+        *out = grpc_insecure_credentials_create();
+        return FF_OK;
+    }
+    st = ff_trust_file_read(tls->ca, &ca, &ca_len, err);
+    if (st == FF_OK && tls->cert != NULL)
+        st = ff_trust_file_read(tls->cert, &cert, &cert_len, err);
+    if (st == FF_OK && tls->cert != NULL)
+        st = ff_trust_file_read(tls->key, &key, &key_len, err);
+    if (st == FF_OK) {
+        pair.private_key = key;
+        pair.cert_chain = cert;
+        *out = grpc_ssl_credentials_create(ca, cert != NULL ? &pair : NULL,
+                                           NULL, NULL);
+        if (*out == NULL)
+            st = ff_error_set(err, FF_ERR_INTERNAL, "gRPC refused the TLS "
+                              "credentials of %s", tls->ca);
+    }
+    if (key != NULL)
+        sodium_memzero(key, key_len);
+    free(key);
+    free(cert);
+    free(ca);
+    return st;
+}
+
 ff_status ff_site_rpc_create(ff_site_rpc **out, const char *target,
-                             ff_error *err)
+                             const ff_site_tls *tls, ff_error *err)
 {
     grpc_arg args[FF_GRPC_BUF_LIMIT_ARGS + 3];
     grpc_channel_args ca = {FF_GRPC_BUF_LIMIT_ARGS + 3, args};
     grpc_channel_credentials *creds;
     ff_site_rpc *r;
+    ff_status st;
 
     *out = NULL;
     if (target == NULL || strchr(target, ':') == NULL)
         return ff_error_set(err, FF_ERR_ARG,
                             "coordinator address '%s' is not HOST:PORT",
                             target ? target : "");
+    st = credentials_make(tls, &creds, err);
+    if (st != FF_OK)
+        return st;
     r = calloc(1, sizeof *r);
-    if (r == NULL)
+    if (r == NULL) {
+        grpc_channel_credentials_release(creds);
         return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+    }
 
     /* Receive limit a little above one chunk; quick reconnects. */
     memset(args, 0, sizeof args);
@@ -59,8 +107,6 @@ ff_status ff_site_rpc_create(ff_site_rpc **out, const char *target,
     args[4].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
     args[4].value.integer = FF_RPC_BACKOFF_MAX_MS;
 
-    /* Plaintext for now: see docs/KNOWN_LIMITATIONS.md. */
-    creds = grpc_insecure_credentials_create();
     r->channel = grpc_channel_create(target, creds, &ca);
     grpc_channel_credentials_release(creds);
     r->cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -168,6 +214,8 @@ static ff_status status_error(const rpc_call *c, ff_error *err)
         st = FF_ERR_REJECTED;
     else if (c->status == GRPC_STATUS_FAILED_PRECONDITION)
         st = FF_ERR_STATE;
+    else if (c->status == GRPC_STATUS_NOT_FOUND)
+        st = FF_ERR_NOT_FOUND;
     ff_error_set(err, st, "%s: status %d: %s", c->method, (int)c->status,
                  details != NULL && details[0] ? details : "(no details)");
     gpr_free(details);
@@ -265,7 +313,7 @@ ff_status ff_site_rpc_poll(ff_site_rpc *r, const ff_wire_poll *req,
 
 /* ---- DownloadModel ---- */
 
-/* The artifact being reassembled. */
+/* The artifact being reassembled, and the first chunk's claim. */
 typedef struct download {
     uint8_t *data;
     size_t total;
@@ -273,14 +321,40 @@ typedef struct download {
     uint8_t digest[FF_WIRE_DIGEST_BYTES];
     int version;
     crypto_generichash_state hash;
+    ff_site_model *m;           /* receives the claim and signature */
 } download;
 
-/* Takes one chunk: the first sets length, digest and version (length
- * capped before allocating); every later one must agree and follow on. */
+/* Keeps what the first chunk says of the model's signature. */
+static ff_status download_claim(download *d, const ff_wire_model_chunk *c,
+                                ff_error *err)
+{
+    ff_site_model *m = d->m;
+
+    m->metadata = malloc(c->metadata_len + 1);
+    if (m->metadata == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+    memcpy(m->metadata, c->metadata, c->metadata_len);
+    m->metadata[c->metadata_len] = '\0';
+    snprintf(m->model, sizeof m->model, "%s", c->model);
+    m->parent = c->parent;
+    m->is_signed = c->is_signed;
+    memcpy(m->signature, c->signature, sizeof m->signature);
+    memcpy(m->signer_key, c->signer_key, sizeof m->signer_key);
+    return FF_OK;
+}
+
+/* Takes one chunk: the first sets length, digest, version and the claim
+ * (length capped before allocating); every later one must agree and
+ * follow on. */
 static ff_status download_chunk(download *d, const ff_wire_model_chunk *c,
                                 ff_error *err)
 {
     if (d->data == NULL) {
+        ff_status st;
+        if (c->offset != 0)
+            return ff_error_set(err, FF_ERR_FORMAT, "the first model chunk "
+                                "is at offset %llu",
+                                (unsigned long long)c->offset);
         d->total = (size_t)c->total_length;   /* <= FF_WIRE_MAX_ARTIFACT */
         memcpy(d->digest, c->digest, sizeof d->digest);
         d->version = c->model_version;
@@ -289,6 +363,9 @@ static ff_status download_chunk(download *d, const ff_wire_model_chunk *c,
             return ff_error_set(err, FF_ERR_NOMEM, "out of memory for a "
                                 "model of %zu bytes", d->total);
         crypto_generichash_init(&d->hash, NULL, 0, FF_WIRE_DIGEST_BYTES);
+        st = download_claim(d, c, err);
+        if (st != FF_OK)
+            return st;
     }
     if (c->total_length != d->total || c->model_version != d->version ||
         memcmp(c->digest, d->digest, sizeof d->digest) != 0)
@@ -357,9 +434,72 @@ static ff_status download_verify(download *d, ff_error *err)
     return FF_OK;
 }
 
+void ff_site_model_cleanup(ff_site_model *m)
+{
+    if (m == NULL)
+        return;
+    free(m->artifact);
+    free(m->metadata);
+    memset(m, 0, sizeof *m);
+}
+
+ff_status ff_site_model_verify(const ff_site_model *m, const uint8_t pk[32],
+                               const char *what, ff_error *err)
+{
+    char pk_hex[2 * FF_WIRE_SIGNER_BYTES + 1];
+    char by_hex[2 * FF_WIRE_SIGNER_BYTES + 1];
+    char initial[FF_WIRE_ID_MAX + sizeof FF_WIRE_INITIAL_SUFFIX];
+    ff_trust_model_claim claim;
+    ff_error e = {0};
+    ff_status st;
+
+    sodium_bin2hex(pk_hex, sizeof pk_hex, pk, FF_WIRE_SIGNER_BYTES);
+    if (!m->is_signed)
+        return ff_error_set(err, FF_ERR_AUTH, "refusing model version %d: "
+                            "it carries no signature (the pinned "
+                            "coordinator key is %.16s...); %s", m->version,
+                            pk_hex, what);
+    if (sodium_memcmp(m->signer_key, pk, FF_WIRE_SIGNER_BYTES) != 0) {
+        sodium_bin2hex(by_hex, sizeof by_hex, m->signer_key,
+                       FF_WIRE_SIGNER_BYTES);
+        return ff_error_set(err, FF_ERR_AUTH, "refusing model version %d: "
+                            "it is signed by key %.16s..., not by the "
+                            "pinned coordinator key %.16s...; %s",
+                            m->version, by_hex, pk_hex, what);
+    }
+
+    /* The signature over the claim, and the bytes against its digest. */
+    memset(&claim, 0, sizeof claim);
+    claim.model = m->model;
+    claim.version = m->version;
+    claim.parent = m->parent;
+    memcpy(claim.digest, m->digest, sizeof claim.digest);
+    claim.metadata_json = m->metadata != NULL ? m->metadata : "";
+    if (m->version == 0) {      /* the initial model: see ff_wire.h */
+        snprintf(initial, sizeof initial, "%s%s", m->model,
+                 FF_WIRE_INITIAL_SUFFIX);
+        claim.model = initial;
+        claim.version = 1;
+        claim.parent = 0;
+    }
+    st = ff_trust_model_verify(&claim, m->artifact, m->len, m->signature,
+                               pk, &e);
+    if (st == FF_ERR_DIGEST)
+        return ff_error_set(err, FF_ERR_AUTH, "refusing model version %d: "
+                            "its bytes do not match the digest signed with "
+                            "the pinned coordinator key %.16s... (%s); %s",
+                            m->version, pk_hex, ff_error_text(&e), what);
+    if (st != FF_OK)
+        return ff_error_set(err, FF_ERR_AUTH, "refusing model version %d: "
+                            "the signature does not verify with the pinned "
+                            "coordinator key %.16s... (%s); %s", m->version,
+                            pk_hex, ff_error_text(&e), what);
+    return FF_OK;
+}
+
 ff_status ff_site_rpc_download(ff_site_rpc *r, const ff_wire_download *req,
-                               uint8_t **artifact, size_t *len, int *version,
-                               double timeout_s, ff_error *err)
+                               ff_site_model *m, double timeout_s,
+                               ff_error *err)
 {
     ff_wire_bytes out = {NULL, 0};
     grpc_byte_buffer *send;
@@ -368,12 +508,12 @@ ff_status ff_site_rpc_download(ff_site_rpc *r, const ff_wire_download *req,
     rpc_call c;
     ff_status st;
 
-    *artifact = NULL;
-    *len = 0;
+    memset(m, 0, sizeof *m);
     st = ff_site_wire_download_encode(req, &out, err);
     if (st != FF_OK)
         return st;
     memset(&d, 0, sizeof d);
+    d.m = m;
     send = ff_grpc_buf_from_bytes(&out);
 
     /* Request, then the stream of chunks, then the status. */
@@ -399,11 +539,13 @@ ff_status ff_site_rpc_download(ff_site_rpc *r, const ff_wire_download *req,
 
     if (st != FF_OK) {
         free(d.data);
+        ff_site_model_cleanup(m);
         return st;
     }
-    *artifact = d.data;
-    *len = d.total;
-    *version = d.version;
+    m->artifact = d.data;
+    m->len = d.total;
+    m->version = d.version;
+    memcpy(m->digest, d.digest, sizeof m->digest);
     return FF_OK;
 }
 

@@ -38,6 +38,8 @@ struct ff_site {
     ff_model *local;
     ff_site_rpc *rpc;
     ff_site_ledger ledger;      /* record-level privacy (dp = on) */
+    int ledger_fault;           /* the ledger changed on disk: stop */
+    uint8_t coordinator_pk[32]; /* the pinned model signing key */
     unsigned poll_ms;
     int last_round;             /* last round trained (0: none) */
     double failing_since;       /* 0 when the last call succeeded */
@@ -199,8 +201,11 @@ static ff_status privacy_open(ff_site *s, ff_error *err)
                 "updates carry no privacy guarantee for its records");
         return FF_OK;
     }
-    st = path_beside_manifest(s, s->cfg.privacy.ledger,
-                              "privacy-ledger.json", path, sizeof path, err);
+    st = ff_site_privacy_delta_check(&s->cfg.privacy, s->data.count, err);
+    if (st == FF_OK)
+        st = path_beside_manifest(s, s->cfg.privacy.ledger,
+                                  "privacy-ledger.json", path, sizeof path,
+                                  err);
     if (st == FF_OK)
         st = ff_site_ledger_load(&s->ledger, path, s->cfg.id, err);
     if (st == FF_OK)
@@ -240,7 +245,9 @@ ff_status ff_site_create(ff_site **out, const ff_site_config *cfg,
     if (st == FF_OK)
         st = privacy_open(s, err);
     if (st == FF_OK)
-        st = ff_site_rpc_create(&s->rpc, cfg->coordinator, err);
+        st = ff_site_config_coordinator_key(cfg, s->coordinator_pk, err);
+    if (st == FF_OK)
+        st = ff_site_channel_open(cfg, &s->rpc, err);
     if (st != FF_OK) {
         ff_site_destroy(s);
         return st;
@@ -311,9 +318,8 @@ static ff_status site_register(ff_site *s, ff_error *err)
 static ff_status round_download(ff_site *s, int round, ff_error *err)
 {
     ff_wire_download req;
-    uint8_t *art = NULL;
-    size_t len = 0;
-    int version = 0;
+    ff_site_model m;
+    char hex[2 * FF_WIRE_DIGEST_BYTES + 1];
     ff_status st;
 
     memset(&req, 0, sizeof req);
@@ -321,8 +327,8 @@ static ff_status round_download(ff_site *s, int round, ff_error *err)
     req.round = round;
     for (;;) {
         ff_error e = {0};
-        st = ff_site_rpc_download(s->rpc, &req, &art, &len, &version,
-                                  s->cfg.transfer_timeout, &e);
+        st = ff_site_rpc_download(s->rpc, &req, &m, s->cfg.transfer_timeout,
+                                  &e);
         if (st == FF_OK)
             break;
         st = retry_transfer(s, st, &e, err);
@@ -331,16 +337,29 @@ static ff_status round_download(ff_site *s, int round, ff_error *err)
     }
     s->failing_since = 0.0;
 
+    /* Nothing is trained on a model the pinned coordinator key did not
+     * sign. */
+    st = ff_site_model_verify(&m, s->coordinator_pk, "not training", err);
+    if (st != FF_OK) {
+        FF_ERROR("%s", ff_error_text(err));
+        ff_site_model_cleanup(&m);
+        return st;
+    }
+
     /* The artifact must fit this architecture; the local copy starts
      * from it. */
-    st = ff_model_artifact_read(s->global, art, len, err);
-    free(art);
-    if (st != FF_OK)
-        return ff_error_wrap(err, st, "global model version %d", version);
+    st = ff_model_artifact_read(s->global, m.artifact, m.len, err);
+    if (st != FF_OK) {
+        st = ff_error_wrap(err, st, "global model version %d", m.version);
+        ff_site_model_cleanup(&m);
+        return st;
+    }
     memcpy(ff_model_params(s->local), ff_model_params_const(s->global),
            ff_model_param_count(s->global) * sizeof(float));
-    FF_INFO("downloaded version %d (%zu bytes, digest verified)", version,
-            len);
+    sodium_bin2hex(hex, sizeof hex, m.digest, sizeof m.digest);
+    FF_INFO("downloaded version %d (%zu bytes, digest %.16s..., signature "
+            "verified)", m.version, m.len, hex);
+    ff_site_model_cleanup(&m);
     return FF_OK;
 }
 
@@ -599,6 +618,8 @@ static ff_status round_account(ff_site *s, ff_site_dp_round *dp,
 {
     ff_status st = ff_site_dp_record(&s->ledger, dp, stats->dp_steps, err);
 
+    s->ledger_fault = st == FF_ERR_STATE;
+
     if (st != FF_OK)
         return ff_error_wrap(err, st, "the round is not sent: its privacy "
                              "spend could not be recorded");
@@ -635,6 +656,7 @@ static ff_status round_run(ff_site *s, const ff_wire_poll_reply *poll,
         st = ff_site_dp_check(&s->ledger, pc, poll->round,
                               (int)poll->config.epochs, s->data.count,
                               ff_model_param_count(s->local), &dp, err);
+        s->ledger_fault = st == FF_ERR_STATE;
         if (st == FF_OK && dp.refuse)
             st = round_refuse(s, poll, &dp, err);
     }
@@ -660,10 +682,16 @@ static ff_status round_run(ff_site *s, const ff_wire_poll_reply *poll,
     }
     ff_site_update_cleanup(&u);
 
-    /* Whatever happened, this round is done for this site. */
+    /* Whatever happened, this round is done for this site. A ledger that
+     * changed under us (FF_ERR_STATE from the privacy checks) stops the
+     * site: its spend can no longer be trusted. */
     s->last_round = poll->round;
     if (st == FF_ERR_RPC)
         return st;
+    if (s->ledger_fault) {
+        FF_ERROR("privacy: stopping: %s", ff_error_text(err));
+        return st;
+    }
     if (st != FF_OK)
         FF_WARN("round %d ends without an accepted update: %s",
                 (int)poll->round, ff_error_text(err));

@@ -8,6 +8,7 @@
 
 #include "../common/ff_status.h"
 #include "config.h"
+#include "ff_site_rpc.h"
 
 typedef struct ff_site ff_site;
 
@@ -21,6 +22,24 @@ FF_MUST_USE ff_status ff_site_create(ff_site **out, const ff_site_config *cfg,
 
 /* Frees s. Accepts NULL. */
 void ff_site_destroy(ff_site *s);
+
+/* Opens the channel to cfg->coordinator: mutual TLS with cfg's CA,
+ * certificate and key, or insecure with tls off (WARN). *out owned by
+ * the caller. Errors: those of ff_site_rpc_create. */
+FF_MUST_USE ff_status ff_site_channel_open(const ff_site_config *cfg,
+                                           ff_site_rpc **out, ff_error *err);
+
+/*
+ * `fedfuse-site deploy`: downloads the coordinator's production version,
+ * verifies its signature and digest against the pinned coordinator key,
+ * and writes the artifact to cfg->out atomically (a temp file beside it,
+ * fsync, rename; an existing symlink at cfg->out is refused). Prints the
+ * version, digest and signer to stdout. Errors: FF_ERR_AUTH (the model
+ * does not verify: nothing is written), FF_ERR_NOT_FOUND (no production
+ * version), FF_ERR_REJECTED, FF_ERR_RPC, FF_ERR_IO, FF_ERR_NOMEM.
+ */
+FF_MUST_USE ff_status ff_site_deploy(const ff_site_config *cfg,
+                                     ff_error *err);
 
 /*
  * Registers, then polls and trains the rounds it is asked to until the

@@ -79,6 +79,7 @@ ff_status ff_site_wire_download_encode(const ff_wire_download *r,
         return st;
     m.site_id = (char *)r->site_id;
     m.round = r->round;
+    m.production = r->production != 0;
     return ff_wire_pack(&m.base, out, err);
 }
 
@@ -375,6 +376,44 @@ ff_status ff_site_wire_poll_reply_decode(const uint8_t *buf, size_t len,
     return st;
 }
 
+/* The signature fields of a chunk: lengths exact (or both empty: an
+ * unsigned model), metadata bounded, model name valid on the first. */
+static ff_status chunk_signature_decode(const Fedfuse__ModelChunk *m,
+                                        ff_wire_model_chunk *out,
+                                        ff_error *err)
+{
+    const char *meta = m->metadata != NULL ? m->metadata : "";
+    size_t n = strlen(meta);
+
+    if (m->signature.len == 0 && m->signer_key.len == 0)
+        out->is_signed = 0;
+    else if (m->signature.len != FF_WIRE_SIG_BYTES ||
+             m->signer_key.len != FF_WIRE_SIGNER_BYTES)
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "model signature of %zu bytes with a key of "
+                            "%zu bytes, expected %d and %d",
+                            m->signature.len, m->signer_key.len,
+                            FF_WIRE_SIG_BYTES, FF_WIRE_SIGNER_BYTES);
+    else {
+        out->is_signed = 1;
+        memcpy(out->signature, m->signature.data, FF_WIRE_SIG_BYTES);
+        memcpy(out->signer_key, m->signer_key.data, FF_WIRE_SIGNER_BYTES);
+    }
+    if (n > FF_WIRE_METADATA_MAX)
+        return ff_error_set(err, FF_ERR_TOO_LARGE,
+                            "model metadata of %zu bytes exceeds %u", n,
+                            (unsigned)FF_WIRE_METADATA_MAX);
+    if (m->offset == 0 && !ff_wire_id_valid(m->model))
+        return ff_error_set(err, FF_ERR_FORMAT,
+                            "the first model chunk names no valid model");
+    if (m->offset == 0)
+        strcpy(out->model, m->model);
+    out->metadata = meta;
+    out->metadata_len = n;
+    out->parent = m->parent;
+    return FF_OK;
+}
+
 ff_status ff_site_wire_model_chunk_decode(const uint8_t *buf, size_t len,
                                           ff_wire_model_chunk *out,
                                           ff_error *err)
@@ -410,8 +449,11 @@ ff_status ff_site_wire_model_chunk_decode(const uint8_t *buf, size_t len,
         st = ff_error_set(err, FF_ERR_FORMAT,
                           "model digest has %zu bytes, expected %d",
                           m->digest.len, FF_WIRE_DIGEST_BYTES);
+    if (st == FF_OK)
+        st = chunk_signature_decode(m, out, err);
     if (st != FF_OK) {
         fedfuse__model_chunk__free_unpacked(m, NULL);
+        memset(out, 0, sizeof *out);
         return st;
     }
     out->offset = m->offset;

@@ -85,8 +85,11 @@ FF_MUST_USE ff_status ff_site_wire_secagg_reply_decode(
 void ff_site_wire_secagg_reply_cleanup(ff_wire_secagg_msg *msg);
 
 /* Decodes a ModelChunk: data at most FF_WIRE_CHUNK_MAX bytes, total length
- * 1..FF_WIRE_MAX_ARTIFACT, offset + len within it, digest of 32 bytes.
- * out->data points into storage held by out->owner until
+ * 1..FF_WIRE_MAX_ARTIFACT, offset + len within it, digest of 32 bytes;
+ * signature and signer key of exactly 64 and 32 bytes or both empty
+ * (is_signed 0), metadata at most FF_WIRE_METADATA_MAX bytes, a valid
+ * model name on the first chunk. Nothing here verifies the signature.
+ * out->data and out->metadata point into storage held by out->owner until
  * ff_site_wire_model_chunk_cleanup (which accepts a zeroed chunk). */
 FF_MUST_USE ff_status ff_site_wire_model_chunk_decode(
     const uint8_t *buf, size_t len, ff_wire_model_chunk *out, ff_error *err);

@@ -32,7 +32,8 @@ void ff_coord_config_default(ff_coord_config *c)
     c->site_dp_clip = 1.0;
     c->site_dp_noise = 1.0;
     c->site_dp_bits = 20;
-    c->model_delta = 1e-5;
+    c->model_delta = 0.0;       /* not given */
+    c->tls = 1;
 }
 
 void ff_coord_config_usage(FILE *f)
@@ -78,10 +79,23 @@ void ff_coord_config_usage(FILE *f)
         "  --site-dp-clip C     L2 clip of each site's update (1.0)\n"
         "  --site-dp-noise Z    noise multiplier: std Z x clip (1.0)\n"
         "  --site-dp-bits B     distributed: sum modulo 2^B, 8..32 (20)\n"
-        "  --site-dp-adaptive on|off  adaptive clipping (off)\n"
+        "  --site-dp-adaptive on|off  adaptive clipping (off; central only,\n"
+        "                       needs min-sites above 10 x Z)\n"
         "  --model-epsilon E --model-delta D\n"
-        "                       set the model's privacy budget at start;\n"
-        "                       a round that would exceed it is refused\n"
+        "                       the model's privacy budget at start: set\n"
+        "                       when none is stored, lowered but never\n"
+        "                       raised when one is; a round that would\n"
+        "                       exceed it is refused\n"
+        "Security (docs/protocol.md, \"Security\"):\n"
+        "  --tls on|off         mutual TLS; off only for insecure tests (on)\n"
+        "  --ca FILE            the consortium CA certificate (PEM)\n"
+        "  --cert FILE --key FILE\n"
+        "                       this coordinator's certificate and key\n"
+        "                       (fedfusectl coordinator cert)\n"
+        "  --signing-key FILE   Ed25519 key that signs every version,\n"
+        "                       created (0600) on first use; its public\n"
+        "                       half goes to FILE.pub (default:\n"
+        "                       signing_key beside the port file)\n"
         "  --help               this text\n",
         f);
 }
@@ -307,6 +321,17 @@ static ff_status set_option(void *ctx, const char *k, const char *v,
     if (strcmp(k, "secagg-max-uploads") == 0)
         return ff_config_parse_int(v, 1, 1024, &c->secagg_max_uploads, k,
                                    err);
+    if (strcmp(k, "tls") == 0)
+        return parse_on_off(k, v, &c->tls, err);
+    if (strcmp(k, "ca") == 0)
+        return ff_config_copy_str(c->ca, sizeof c->ca, v, k, err);
+    if (strcmp(k, "cert") == 0)
+        return ff_config_copy_str(c->cert, sizeof c->cert, v, k, err);
+    if (strcmp(k, "key") == 0)
+        return ff_config_copy_str(c->key, sizeof c->key, v, k, err);
+    if (strcmp(k, "signing-key") == 0)
+        return ff_config_copy_str(c->signing_key, sizeof c->signing_key, v,
+                                  k, err);
     if (strcmp(k, "poll-interval") == 0) {
         st = ff_config_parse_int(v, 10, 60000, &ms, k, err);
         if (st == FF_OK)
@@ -371,7 +396,57 @@ ff_status ff_coord_config_check(const ff_coord_config *c, ff_error *err)
                             "sites, got %d", c->n_sites);
     if (c->site_dp_adaptive && c->site_dp == FF_WIRE_SITE_DP_NONE)
         return ff_error_set(err, FF_ERR_CONFIG,
-                            "site-dp-adaptive on needs --site-dp central or "
-                            "distributed");
+                            "site-dp-adaptive on needs --site-dp central");
+    if (c->site_dp_adaptive && c->site_dp == FF_WIRE_SITE_DP_DISTRIBUTED)
+        return ff_error_set(err, FF_ERR_CONFIG,
+                            "site-dp-adaptive on: adaptive clipping needs "
+                            "central mode: under distributed DP the count "
+                            "would reach the coordinator unnoised (give "
+                            "--site-dp central or --site-dp-adaptive off)");
+    if (c->site_dp_adaptive &&
+        !(2.0 * c->min_sites / FF_COORD_DP_COUNT_STD_DIV > c->site_dp_noise))
+        return ff_error_set(err, FF_ERR_CONFIG,
+                            "site-dp-adaptive on with --site-dp-noise %g "
+                            "needs min-sites above %g, got %d: the unclipped "
+                            "count's noise (std sites / %g) must exceed z / 2 "
+                            "for the update to keep any noise",
+                            c->site_dp_noise,
+                            FF_COORD_DP_COUNT_STD_DIV / 2.0 * c->site_dp_noise,
+                            c->min_sites, FF_COORD_DP_COUNT_STD_DIV);
+    if (c->tls && (c->ca[0] == '\0' || c->cert[0] == '\0' ||
+                   c->key[0] == '\0'))
+        return ff_error_set(err, FF_ERR_CONFIG,
+                            "tls on needs --ca, --cert and --key (or give "
+                            "--tls off for an insecure test setup)");
+    {
+        char path[FF_COORD_STR_MAX];
+        ff_status st = ff_coord_config_signing_path(c, path, sizeof path,
+                                                    err);
+        if (st != FF_OK)
+            return st;
+    }
     return ff_config_check_address("listen", c->listen, 1, err);
+}
+
+ff_status ff_coord_config_signing_path(const ff_coord_config *c, char *out,
+                                       size_t cap, ff_error *err)
+{
+    const char *slash = strrchr(c->port_file, '/');
+    int n;
+
+    if (c->signing_key[0] != '\0')
+        n = snprintf(out, cap, "%s", c->signing_key);
+    else if (c->port_file[0] == '\0')
+        return ff_error_set(err, FF_ERR_CONFIG,
+                            "no signing key: give --signing-key FILE (or "
+                            "--port-file, beside which it is kept)");
+    else if (slash == NULL)
+        n = snprintf(out, cap, "signing_key");
+    else
+        n = snprintf(out, cap, "%.*s/signing_key",
+                     (int)(slash - c->port_file), c->port_file);
+    if (n < 0 || (size_t)n >= cap)
+        return ff_error_set(err, FF_ERR_CONFIG, "signing key path is "
+                            "longer than %zu bytes", cap - 1);
+    return FF_OK;
 }

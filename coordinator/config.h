@@ -21,6 +21,11 @@
 #define FF_COORD_MAX_SITES 64
 /* Most bytes of a path, address or conninfo option. */
 #define FF_COORD_STR_MAX 1024
+/* Adaptive clipping releases the unclipped count with noise of std
+ * sites / FF_COORD_DP_COUNT_STD_DIV (docs/privacy-accounting.md, sec. 11);
+ * the update keeps noise only while that std exceeds z / 2, i.e. with more
+ * than FF_COORD_DP_COUNT_STD_DIV z / 2 sites. */
+#define FF_COORD_DP_COUNT_STD_DIV 20.0
 
 typedef struct ff_coord_config {
     char listen[FF_COORD_STR_MAX];      /* host:port; port 0 picks one */
@@ -51,8 +56,19 @@ typedef struct ff_coord_config {
     double site_dp_noise;   /* noise multiplier z (std z * clip) */
     unsigned site_dp_bits;  /* distributed: secure sum modulo 2^bits */
     int site_dp_adaptive;   /* adaptive clipping (Andrew et al. 2021) */
-    double model_epsilon;   /* > 0: set the model's budget at start */
-    double model_delta;     /* its delta (with model_epsilon) */
+    double model_epsilon;   /* > 0: the model's budget at start: set when
+                               none is stored, never raised above a
+                               stored one (docs/privacy-accounting.md) */
+    double model_delta;     /* its delta; 0: not given (the stored delta,
+                               or 1e-5 when none is stored) */
+    /* transport security and signatures (docs/protocol.md, "Security") */
+    int tls;                            /* mTLS on (default) or off */
+    char ca[FF_COORD_STR_MAX];          /* the consortium CA certificate */
+    char cert[FF_COORD_STR_MAX];        /* the coordinator's certificate */
+    char key[FF_COORD_STR_MAX];         /* and its private key */
+    char signing_key[FF_COORD_STR_MAX]; /* Ed25519 model signing key;
+                                           "" = signing_key next to the
+                                           port file */
 } ff_coord_config;
 
 /* Fills c with the defaults. */
@@ -71,9 +87,21 @@ FF_MUST_USE ff_status ff_coord_config_parse(ff_coord_config *c, int argc,
 
 /* Checks that c is complete and consistent (database, test manifest, at
  * least one site, 1 <= min_sites <= sites; distributed site DP needs
- * secagg on and 3 or more sites, ...). Errors: FF_ERR_CONFIG. */
+ * secagg on and 3 or more sites; adaptive clipping needs central site DP
+ * (under distributed DP the count would reach the coordinator unnoised)
+ * and min_sites > FF_COORD_DP_COUNT_STD_DIV z / 2 (else no round could
+ * keep noise for the update); tls on needs ca, cert and key; a signing
+ * key path, given or derived from the port file, ...). Errors:
+ * FF_ERR_CONFIG. */
 FF_MUST_USE ff_status ff_coord_config_check(const ff_coord_config *c,
                                             ff_error *err);
+
+/* The signing key's path: cfg->signing_key, or "signing_key" in the
+ * port file's folder. Writes at most cap bytes into out. Errors:
+ * FF_ERR_CONFIG (neither is set, or the path is too long). */
+FF_MUST_USE ff_status ff_coord_config_signing_path(const ff_coord_config *c,
+                                                   char *out, size_t cap,
+                                                   ff_error *err);
 
 /* Writes the --help text to f. */
 void ff_coord_config_usage(FILE *f);

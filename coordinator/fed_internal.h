@@ -16,6 +16,7 @@
 #include "../privacy/ff_dp.h"
 #include "../privacy/ff_secagg.h"
 #include "../registry/ff_registry.h"
+#include "../trust/ff_trust.h"
 #include "aggregate.h"
 #include "federation.h"
 
@@ -60,6 +61,13 @@ typedef struct ff_fed_site {
     uint64_t examples;         /* head-group examples of its update */
     int has_key;               /* identity key pinned (trust on first use) */
     uint8_t identity[FF_WIRE_IDENTITY_BYTES];
+    char key_serial[FF_TRUST_SERIAL_HEX + 1]; /* certificate the key is
+                                                 pinned to ("" TLS off) */
+    char code_version[FF_WIRE_TEXT_MAX + 1];  /* as registered */
+    char manifest_digest[FF_WIRE_DIGEST_HEX + 1];
+    int revoked;               /* its certificate was refused as revoked
+                                  during this round: dropped from it
+                                  (cleared when the next round opens) */
     int sa_index;              /* number in the secagg round, or -1 */
     int refused;               /* declined the round (its DP budget) */
     int reported;              /* report holds this round's header */
@@ -99,11 +107,29 @@ struct ff_upload {
     size_t received;
 };
 
+/* One answer of the registry's revocation check, kept for at most
+ * FF_FED_CERT_CACHE_S seconds (federation.c). */
+typedef struct ff_fed_cert_seen {
+    char serial[FF_TRUST_SERIAL_HEX + 1];
+    char holder[FF_WIRE_ID_MAX + 1];
+    int ok;
+    char why[FF_WIRE_TEXT_MAX / 2];
+    double at;                 /* monotonic seconds; 0: empty slot */
+} ff_fed_cert_seen;
+
 struct ff_federation {
     ff_coord_config cfg;
     char address[FF_COORD_STR_MAX];
     ff_registry *reg;
     ff_sample_set test;
+
+    /* trust (federation.c): read-only once created, except the cache */
+    char *ca_pem;              /* the consortium CA (TLS on), or NULL */
+    size_t ca_len;
+    uint8_t sign_sk[FF_TRUST_SIGN_SK]; /* model and audit signing key */
+    uint8_t sign_pk[FF_TRUST_SIGN_PK];
+    pthread_mutex_t cert_lock; /* guards cert_seen */
+    ff_fed_cert_seen cert_seen[FF_COORD_MAX_SITES];
 
     /* main thread only */
     ff_model *global;          /* the current global model */
@@ -153,10 +179,13 @@ struct ff_federation {
 
 /* ---- privacy.c: site-level DP, the model's accountant and the ledger */
 
-/* At start: sets the model budget when configured (--model-epsilon),
- * rebuilds the accountant and the adaptive clip from the registry ledger
- * and allocates the central sum. Errors: FF_ERR_DB, FF_ERR_FORMAT (a
- * ledger row the accountant cannot read), FF_ERR_NOMEM. */
+/* At start: sets the model budget from --model-epsilon when none is
+ * stored, or lowers a stored one (never raises it: a WARN), rebuilds the
+ * accountant and the adaptive clip from the model's ledger rows (checked
+ * against the hash-chained audit log) and allocates the central sum.
+ * Errors: FF_ERR_DB, FF_ERR_DIGEST (a model ledger row is missing or
+ * differs from its audit row: the ledger was tampered with),
+ * FF_ERR_FORMAT (a ledger row the accountant cannot read), FF_ERR_NOMEM. */
 FF_MUST_USE ff_status ff_fed_privacy_restore(ff_federation *f,
                                              ff_error *err);
 
@@ -179,9 +208,22 @@ void ff_fed_site_dp_task(const ff_federation *f, ff_wire_site_dp_task *t);
 int ff_fed_dp_secagg_layout(const ff_federation *f, uint32_t n,
                             ff_secagg_config *c, double *clip);
 
-/* Central site DP with plain uploads: checks ||delta|| <= clip and adds
- * the delta and its unclipped bit to the round's sum. Lock held. Errors:
- * FF_ERR_REJECTED with the norm and the clip. */
+/* Round r aborts (why: the reason, borrowed). When its distributed-DP sum
+ * was already unmasked, the coordinator has seen it: accounts the round
+ * with the noise shares that arrived (unless already done at unmasking)
+ * and writes the model's "spent" ledger row with a reason naming the
+ * abort, so that a restarted coordinator replays it. Does nothing for any
+ * other round. Main thread, lock not held. Errors: FF_ERR_DB (the row was
+ * not written: logged as an ERROR by the caller), FF_ERR_INTERNAL (the
+ * accountant refused the round's numbers). */
+FF_MUST_USE ff_status ff_fed_privacy_abort_record(ff_federation *f, int r,
+                                                  const char *why,
+                                                  ff_error *err);
+
+/* Central site DP with plain uploads: checks ||delta|| <= clip (within a
+ * relative 1e-4, and then clips to exactly clip) and adds the delta and its
+ * unclipped bit to the round's sum. Lock held. Errors: FF_ERR_REJECTED
+ * with the norm and the clip. */
 FF_MUST_USE ff_status ff_fed_dp_plain_add(ff_federation *f,
                                           const float *delta, int unclipped,
                                           ff_error *err);
@@ -277,6 +319,18 @@ FF_MUST_USE ff_status ff_fed_blob_make(const ff_model *m, int version,
 void ff_fed_wait_until(ff_federation *f, double until,
                        int (*done)(const ff_federation *, void *),
                        void *arg);
+
+/* Signs blob (the model's version blob->version) over its digest, parent
+ * and metadata_json (copied into blob->metadata) with the coordinator's
+ * key. Errors: FF_ERR_NOMEM, FF_ERR_ARG. */
+FF_MUST_USE ff_status ff_fed_blob_sign(ff_federation *f, ff_model_blob *b,
+                                       int parent, const char *metadata_json,
+                                       ff_error *err);
+
+/* Signs the audit chain's head with the coordinator's key; when (after
+ * a start, a round, at shutdown) names the moment in the log. A failure
+ * is logged as an ERROR naming the row, never returned. */
+void ff_fed_audit_sign(ff_federation *f, const char *when);
 
 /* Name of a state ("waiting", "training", ...). */
 const char *ff_fed_state_name(ff_fed_state s);

@@ -5,14 +5,19 @@
 #include "fed_internal.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../common/ff_log.h"
 
 /* Seconds between stores of a polling site's last_seen in the registry. */
 #define FF_FED_SEEN_STORE 10.0
+/* Seconds an answer of the registry's revocation check is reused. */
+#define FF_FED_CERT_CACHE_S 1.0
 
 /* ---- small shared helpers ---- */
 
@@ -113,9 +118,64 @@ void ff_federation_blob_release(ff_federation *f, ff_model_blob *blob)
     last = --blob->refs == 0;
     pthread_mutex_unlock(&f->lock);
     if (last) {
+        free(blob->metadata);
         free(blob->data);
         free(blob);
     }
+}
+
+const char *ff_federation_model(const ff_federation *f)
+{
+    return f->cfg.model;
+}
+
+/* ---- signatures ---- */
+
+ff_status ff_fed_blob_sign(ff_federation *f, ff_model_blob *b, int parent,
+                           const char *metadata_json, ff_error *err)
+{
+    char initial[FF_WIRE_ID_MAX + sizeof FF_WIRE_INITIAL_SUFFIX];
+    ff_trust_model_claim claim;
+    char *meta = strdup(metadata_json);
+    ff_status st;
+
+    if (meta == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+    memset(&claim, 0, sizeof claim);
+    claim.model = f->cfg.model;
+    claim.version = b->version;
+    claim.parent = parent;
+    if (b->version == 0) {      /* the initial model: see ff_wire.h */
+        snprintf(initial, sizeof initial, "%s%s", f->cfg.model,
+                 FF_WIRE_INITIAL_SUFFIX);
+        claim.model = initial;
+        claim.version = 1;
+        claim.parent = 0;
+    }
+    memcpy(claim.digest, b->digest, sizeof claim.digest);
+    claim.metadata_json = meta;
+    st = ff_trust_model_sign(&claim, f->sign_sk, b->signature, err);
+    if (st != FF_OK) {
+        free(meta);
+        return st;
+    }
+    free(b->metadata);
+    b->metadata = meta;
+    b->parent = parent;
+    memcpy(b->signer_key, f->sign_pk, sizeof b->signer_key);
+    b->is_signed = 1;
+    return FF_OK;
+}
+
+void ff_fed_audit_sign(ff_federation *f, const char *when)
+{
+    ff_error err = {0};
+
+    if (ff_registry_audit_sign_head(f->reg, f->sign_sk, &err) != FF_OK)
+        FF_ERROR("the audit chain head was not signed %s: %s", when,
+                 ff_error_text(&err));
+    else
+        FF_INFO("audit chain head signed %s", when);
 }
 
 /* ---- setup ---- */
@@ -257,12 +317,17 @@ static ff_status identities_restore(ff_federation *f, ff_error *err)
     sites = json_object_get(status, "sites");
     json_array_foreach(sites, k, site) {
         const char *name = json_string_value(json_object_get(site, "name"));
-        const char *hex = json_string_value(json_object_get(
-            json_object_get(site, "details"), "identity_key"));
+        json_t *details = json_object_get(site, "details");
+        const char *hex = json_string_value(json_object_get(details,
+                                                            "identity_key"));
+        const char *serial = json_string_value(
+            json_object_get(details, "identity_serial"));
         int i = name != NULL ? ff_fed_site_find(f, name) : -1;
         size_t len = 0;
         if (i < 0 || hex == NULL)
             continue;
+        snprintf(f->sites[i].key_serial, sizeof f->sites[i].key_serial,
+                 "%s", serial != NULL ? serial : "");
         if (sodium_hex2bin(f->sites[i].identity, FF_WIRE_IDENTITY_BYTES, hex,
                            strlen(hex), NULL, &len, NULL) != 0 ||
             len != FF_WIRE_IDENTITY_BYTES) {
@@ -275,6 +340,158 @@ static ff_status identities_restore(ff_federation *f, ff_error *err)
     }
     json_decref(status);
     FF_INFO("%d pinned site identity keys restored", n);
+    return FF_OK;
+}
+
+/* Writes text to path atomically: a fresh temp file (mkstemp: a planted
+ * link is never followed), then rename; mode 0644. Returns 0 or -1. */
+static int text_file_write(const char *path, const char *text)
+{
+    char tmp[FF_COORD_STR_MAX + 16];
+    FILE *fp;
+    int fd;
+
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    fd = mkstemp(tmp);
+    if (fd < 0)
+        return -1;
+    fp = fdopen(fd, "w");
+    if (fp == NULL) {
+        close(fd);
+        remove(tmp);
+        return -1;
+    }
+    fputs(text, fp);
+    if (fflush(fp) != 0 || fsync(fd) != 0 || fclose(fp) != 0) {
+        remove(tmp);
+        return -1;
+    }
+    if (chmod(tmp, 0644) != 0 || rename(tmp, path) != 0) {
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads (or creates) the signing key, prints its public half and writes
+ * it beside the key as PATH.pub; reads the CA when TLS is on. */
+static ff_status trust_open(ff_federation *f, ff_error *err)
+{
+    char path[FF_COORD_STR_MAX], pub[FF_COORD_STR_MAX + 8];
+    char hex[2 * FF_TRUST_SIGN_PK + 2];
+    ff_status st;
+
+    if (f->cfg.tls) {
+        st = ff_trust_file_read(f->cfg.ca, &f->ca_pem, &f->ca_len, err);
+        if (st != FF_OK)
+            return ff_error_wrap(err, st, "consortium CA");
+    }
+    st = ff_coord_config_signing_path(&f->cfg, path, sizeof path, err);
+    if (st == FF_OK)
+        st = ff_trust_sign_key_load(path, f->sign_sk, f->sign_pk, err);
+    if (st != FF_OK)
+        return ff_error_wrap(err, st, "model signing key");
+    ff_fed_hex(f->sign_pk, FF_TRUST_SIGN_PK, hex);
+    FF_INFO("model signing key %s: public key %s (sites pin it as "
+            "coordinator_key)", path, hex);
+    strcat(hex, "\n");
+    snprintf(pub, sizeof pub, "%s.pub", path);
+    if (text_file_write(pub, hex) != 0)
+        return ff_error_set(err, FF_ERR_IO, "cannot write the public "
+                            "signing key to %s", pub);
+    return FF_OK;
+}
+
+/* The initial model's metadata: nothing trained it. */
+static char *initial_metadata(const ff_federation *f)
+{
+    json_t *j = json_pack("{s:b, s:I, s:s}", "initial", 1, "seed",
+                          (json_int_t)f->cfg.init_seed,
+                          "coordinator_code_version", FF_CODE_VERSION);
+    char *text = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS)
+                           : NULL;
+
+    json_decref(j);
+    return text;
+}
+
+/* Takes the restored version's stored signature as it is ("signature",
+ * "signer_key" as hex and "signed_metadata" of version_show); returns 1
+ * when the version has one. */
+static int blob_stored_signature(ff_model_blob *b, json_t *shown)
+{
+    const char *sig = json_string_value(json_object_get(shown, "signature"));
+    const char *key = json_string_value(json_object_get(shown,
+                                                        "signer_key"));
+    const char *meta = json_string_value(json_object_get(shown,
+                                                         "signed_metadata"));
+    size_t n1 = 0, n2 = 0;
+
+    if (sig == NULL || key == NULL || meta == NULL ||
+        sodium_hex2bin(b->signature, sizeof b->signature, sig, strlen(sig),
+                       NULL, &n1, NULL) != 0 || n1 != sizeof b->signature ||
+        sodium_hex2bin(b->signer_key, sizeof b->signer_key, key,
+                       strlen(key), NULL, &n2, NULL) != 0 ||
+        n2 != sizeof b->signer_key)
+        return 0;
+    b->metadata = strdup(meta);
+    b->is_signed = b->metadata != NULL;
+    return b->is_signed;
+}
+
+/* Checks the restored version's stored signature with this coordinator's
+ * key and logs what sites will make of it. It is served as stored either
+ * way: never signed anew, which would vouch for whatever the database
+ * now holds; the sites refuse what does not verify. */
+static void blob_stored_check(ff_federation *f, const ff_model_blob *b)
+{
+    ff_trust_model_claim claim;
+    ff_error e = {0};
+
+    if (!b->is_signed) {
+        FF_WARN("version %d is stored without a signature: sites will "
+                "refuse it until a signed version is published",
+                b->version);
+        return;
+    }
+    memset(&claim, 0, sizeof claim);
+    claim.model = f->cfg.model;
+    claim.version = b->version;
+    claim.parent = b->parent;
+    memcpy(claim.digest, b->digest, sizeof claim.digest);
+    claim.metadata_json = b->metadata;
+    if (ff_trust_model_verify(&claim, b->data, b->len, b->signature,
+                              f->sign_pk, &e) != FF_OK)
+        FF_ERROR("version %d as stored in the registry does not verify "
+                 "with this coordinator's signing key: %s; sites will "
+                 "refuse it", b->version, ff_error_text(&e));
+}
+
+/* Signs the model served at start: the initial one; a restored version
+ * keeps the signature stored with it. */
+static ff_status blob_sign_start(ff_federation *f, ff_error *err)
+{
+    json_t *shown = NULL;
+    char *meta;
+    ff_status st;
+
+    if (f->version == 0) {
+        meta = initial_metadata(f);
+        if (meta == NULL)
+            return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+        st = ff_fed_blob_sign(f, f->blob, 0, meta, err);
+        free(meta);
+        return st;
+    }
+    st = ff_registry_version_show(f->reg, f->cfg.model, f->version, &shown,
+                                  err);
+    if (st != FF_OK)
+        return ff_error_wrap(err, st, "version %d", f->version);
+    f->blob->parent = (int)json_integer_value(json_object_get(shown,
+                                                              "parent"));
+    (void)blob_stored_signature(f->blob, shown);
+    json_decref(shown);
+    blob_stored_check(f, f->blob);
     return FF_OK;
 }
 
@@ -319,9 +536,13 @@ ff_status ff_federation_create(ff_federation **out,
         f->sites[i].sa_index = -1;
     }
     f->n_sites = cfg->n_sites;
+    pthread_mutex_init(&f->cert_lock, NULL);
 
-    /* Registry, test set, models, then the state they were left in. */
+    /* Registry, keys, test set, models, then the state they were left
+     * in. */
     st = registry_open(f, err);
+    if (st == FF_OK)
+        st = trust_open(f, err);
     if (st == FF_OK)
         st = test_load(f, err);
     if (st == FF_OK)
@@ -336,11 +557,14 @@ ff_status ff_federation_create(ff_federation **out,
         st = ff_fed_privacy_restore(f, err);
     if (st == FF_OK)
         st = ff_fed_blob_make(f->global, f->version, &f->blob, err);
+    if (st == FF_OK)
+        st = blob_sign_start(f, err);
     if (st != FF_OK) {
         ff_federation_destroy(f);
         return st;
     }
     audit_started(f);
+    ff_fed_audit_sign(f, "at start");
     *out = f;
     return FF_OK;
 }
@@ -358,6 +582,9 @@ void ff_federation_destroy(ff_federation *f)
     ff_model_destroy(f->global);
     ff_dataset_cleanup(&f->test);
     ff_registry_close(f->reg);
+    sodium_memzero(f->sign_sk, sizeof f->sign_sk);
+    free(f->ca_pem);
+    pthread_mutex_destroy(&f->cert_lock);
     pthread_cond_destroy(&f->cond);
     pthread_mutex_destroy(&f->lock);
     free(f);
@@ -377,9 +604,9 @@ void ff_federation_stop(ff_federation *f, const char *why)
 /* ---- Register ---- */
 
 /* The registration details stored with the site; key_hex (the pinned
- * identity key) may be NULL. */
+ * identity key) may be NULL, serial the certificate it is pinned to. */
 static json_t *register_details(const ff_wire_register *req,
-                                const char *key_hex)
+                                const char *key_hex, const char *serial)
 {
     json_t *mods = json_array();
     int m;
@@ -388,36 +615,50 @@ static json_t *register_details(const ff_wire_register *req,
         if (req->modalities & (1u << m))
             json_array_append_new(
                 mods, json_string(ff_modality_name((ff_modality)m)));
-    return json_pack("{s:o?, s:I, s:s, s:s, s:s?}", "modalities", mods,
-                     "examples", (json_int_t)req->example_count,
+    return json_pack("{s:o?, s:I, s:s, s:s, s:s?, s:s?}", "modalities",
+                     mods, "examples", (json_int_t)req->example_count,
                      "code_version", req->code_version, "manifest_digest",
-                     req->manifest_digest, "identity_key", key_hex);
+                     req->manifest_digest, "identity_key", key_hex,
+                     "identity_serial",
+                     key_hex != NULL && serial[0] ? serial : NULL);
 }
 
-/* Trust on first use: pins a new site's identity key, refuses a key that
- * differs from the pinned one (and no key when rounds need one). Writes
- * the pinned key's hex into key_hex ("" for none). Returns NULL or the
- * reason to refuse. Takes the lock. */
-static const char *identity_pin(ff_federation *f, int i,
+/* Pins a site's identity key to the certificate it came over (serial;
+ * "" with TLS off, which makes it trust on first use): the first key
+ * seen with a certificate is pinned, a different key with the same
+ * certificate is refused, and a new certificate (re-enrolment) may bring
+ * a new key. No key is refused when rounds need one. Writes the pinned
+ * key's hex into key_hex ("" for none). Returns NULL or the reason to
+ * refuse. Takes the lock. */
+static const char *identity_pin(ff_federation *f, int i, const char *serial,
                                 const ff_wire_register *req, char *key_hex)
 {
     const char *why = NULL;
     ff_fed_site *s = &f->sites[i];
+    int same_cert;
 
     key_hex[0] = '\0';
     pthread_mutex_lock(&f->lock);
+    same_cert = strcmp(s->key_serial, serial) == 0;
     if (!req->has_identity && f->cfg.secagg)
         why = "no identity key (secure aggregation needs one)";
-    else if (req->has_identity && s->has_key &&
+    else if (req->has_identity && s->has_key && same_cert &&
              sodium_memcmp(s->identity, req->identity_key,
                            FF_WIRE_IDENTITY_BYTES) != 0)
-        why = "identity key differs from the key pinned at the site's "
-              "first registration";
-    else if (req->has_identity && !s->has_key) {
+        why = serial[0] ? "identity key differs from the key pinned to the "
+                          "site's certificate"
+                        : "identity key differs from the key pinned at the "
+                          "site's first registration";
+    else if (req->has_identity && (!s->has_key || !same_cert)) {
         memcpy(s->identity, req->identity_key, FF_WIRE_IDENTITY_BYTES);
         s->has_key = 1;
-        FF_INFO("site=%s: identity key pinned (trust on first use)",
-                req->site_id);
+        snprintf(s->key_serial, sizeof s->key_serial, "%s", serial);
+        if (serial[0])
+            FF_INFO("site=%s: identity key pinned to certificate serial %s",
+                    req->site_id, serial);
+        else
+            FF_INFO("site=%s: identity key pinned (trust on first use)",
+                    req->site_id);
     }
     if (why == NULL && s->has_key)
         ff_fed_hex(s->identity, FF_WIRE_IDENTITY_BYTES, key_hex);
@@ -437,7 +678,7 @@ static void register_refuse(ff_federation *f, const ff_wire_register *req,
                            req->code_version));
 }
 
-ff_status ff_federation_register(ff_federation *f,
+ff_status ff_federation_register(ff_federation *f, const char *serial,
                                  const ff_wire_register *req,
                                  ff_wire_register_reply *reply,
                                  ff_error *err)
@@ -462,14 +703,14 @@ ff_status ff_federation_register(ff_federation *f,
         return FF_OK;
     }
 
-    why = identity_pin(f, i, req, key_hex);
+    why = identity_pin(f, i, serial, req, key_hex);
     if (why != NULL) {
         register_refuse(f, req, reply, why);
         return FF_OK;
     }
 
     /* Recorded in the registry first: a site is registered once stored. */
-    details = register_details(req, key_hex[0] ? key_hex : NULL);
+    details = register_details(req, key_hex[0] ? key_hex : NULL, serial);
     st = ff_registry_site_register(f->reg, req->site_id, details, err);
     json_decref(details);
     if (st != FF_OK) {
@@ -484,6 +725,10 @@ ff_status ff_federation_register(ff_federation *f,
     f->sites[i].dropped = 0;
     f->sites[i].example_count = req->example_count;
     f->sites[i].modalities = req->modalities;
+    snprintf(f->sites[i].code_version, sizeof f->sites[i].code_version,
+             "%s", req->code_version);
+    snprintf(f->sites[i].manifest_digest,
+             sizeof f->sites[i].manifest_digest, "%s", req->manifest_digest);
     pthread_cond_broadcast(&f->cond);
     pthread_mutex_unlock(&f->lock);
 
@@ -494,6 +739,151 @@ ff_status ff_federation_register(ff_federation *f,
             req->site_id, (unsigned long long)req->example_count,
             (unsigned)req->modalities);
     reply->accepted = 1;
+    return FF_OK;
+}
+
+/* ---- authentication of every call (mTLS) ---- */
+
+/* The registry's verdict on a certificate, at most FF_FED_CERT_CACHE_S
+ * old: from the cache, or asked now (without holding any lock). */
+static ff_status cert_check_cached(ff_federation *f,
+                                   const ff_trust_cert_info *info, int *ok,
+                                   char *why, size_t cap, ff_error *err)
+{
+    double now = ff_fed_now();
+    ff_fed_cert_seen *slot = &f->cert_seen[0];
+    ff_status st;
+    int k;
+
+    /* A fresh answer for this serial and holder. */
+    pthread_mutex_lock(&f->cert_lock);
+    for (k = 0; k < FF_COORD_MAX_SITES; k++) {
+        ff_fed_cert_seen *c = &f->cert_seen[k];
+        if (c->at > 0.0 && now - c->at <= FF_FED_CERT_CACHE_S &&
+            strcmp(c->serial, info->serial) == 0 &&
+            strcmp(c->holder, info->id) == 0) {
+            *ok = c->ok;
+            snprintf(why, cap, "%s", c->why);
+            pthread_mutex_unlock(&f->cert_lock);
+            return FF_OK;
+        }
+    }
+    pthread_mutex_unlock(&f->cert_lock);
+
+    /* Ask the registry, then keep the answer in the oldest slot. */
+    why[0] = '\0';
+    st = ff_registry_cert_check(f->reg, info->id, info->serial, ok, why,
+                                cap, err);
+    if (st != FF_OK)
+        return st;
+    pthread_mutex_lock(&f->cert_lock);
+    for (k = 1; k < FF_COORD_MAX_SITES; k++)
+        if (f->cert_seen[k].at < slot->at)
+            slot = &f->cert_seen[k];
+    snprintf(slot->serial, sizeof slot->serial, "%s", info->serial);
+    snprintf(slot->holder, sizeof slot->holder, "%s", info->id);
+    slot->ok = *ok;
+    snprintf(slot->why, sizeof slot->why, "%s", why);
+    slot->at = now;
+    pthread_mutex_unlock(&f->cert_lock);
+    return FF_OK;
+}
+
+/* A site whose certificate the registry refuses (revoked) leaves the
+ * round in flight at once: its pending upload is refused, and under
+ * secure aggregation it becomes a dropout. Logged and audited once. */
+static void site_revoked_drop(ff_federation *f, const char *id,
+                              const char *why)
+{
+    int i, r = 0, dropped = 0;
+
+    pthread_mutex_lock(&f->lock);
+    i = ff_fed_site_find(f, id);
+    if (i >= 0 && !f->sites[i].revoked) {
+        ff_fed_site *s = &f->sites[i];
+        dropped = f->state == FF_FED_TRAINING && s->selected &&
+                  !s->contributed && !s->refused;
+        s->revoked = 1;
+        s->dropped = 1;
+        r = f->round;
+        pthread_cond_broadcast(&f->cond);
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (!dropped)
+        return;
+    FF_WARN("site=%s dropped from round %d: %s", id, r, why);
+    ff_fed_audit(f, "site.dropped", id,
+                 json_pack("{s:i, s:s, s:s}", "round", r, "reason",
+                           "certificate revoked", "detail", why));
+}
+
+/* Refuses a call: one WARN line, the reason in err; an audit row for a
+ * refused registration. */
+static ff_status auth_refuse(ff_federation *f, const char *claimed,
+                             const char *method, const char *why,
+                             ff_error *err)
+{
+    FF_WARN("refused %s call from site=%s: %s", method, claimed, why);
+    if (strcmp(method, "Register") == 0)
+        ff_fed_audit(f, "site.refused",
+                     ff_fed_site_find(f, claimed) >= 0 ? claimed : NULL,
+                     json_pack("{s:s, s:s}", "reason", why, "claimed_site",
+                               claimed));
+    return ff_error_set(err, FF_ERR_REJECTED, "%s", why);
+}
+
+ff_status ff_federation_authorize(ff_federation *f, const char *peer_pem,
+                                  size_t len, const char *claimed,
+                                  const char *method, char *serial,
+                                  ff_error *err)
+{
+    char why[FF_WIRE_TEXT_MAX], reg_why[FF_WIRE_TEXT_MAX / 2];
+    ff_trust_cert_info info;
+    ff_error e = {0};
+    ff_status st;
+    int ok = 0;
+
+    if (serial != NULL)
+        serial[0] = '\0';
+    if (!f->cfg.tls)
+        return FF_OK;         /* the claimed name is the identity */
+
+    /* A site certificate of the consortium, for the site it claims. */
+    if (peer_pem == NULL || len == 0)
+        return auth_refuse(f, claimed, method, "no client certificate",
+                           err);
+    if (ff_trust_cert_verify(f->ca_pem, f->ca_len, peer_pem, len, &info,
+                             &e) != FF_OK) {
+        snprintf(why, sizeof why, "%s", ff_error_text(&e));
+        return auth_refuse(f, claimed, method, why, err);
+    }
+    if (info.role != FF_TRUST_ROLE_SITE) {
+        snprintf(why, sizeof why, "certificate of %s has role %s, not site",
+                 info.id, ff_trust_role_name(info.role));
+        return auth_refuse(f, claimed, method, why, err);
+    }
+    if (strcmp(info.id, claimed) != 0) {
+        snprintf(why, sizeof why, "certificate is for %s, message claims %s",
+                 info.id, claimed);
+        return auth_refuse(f, claimed, method, why, err);
+    }
+
+    /* Known to the registry and not revoked, checked on every call. */
+    st = cert_check_cached(f, &info, &ok, reg_why, sizeof reg_why, &e);
+    if (st != FF_OK) {
+        FF_WARN("refused %s call from site=%s: the revocation check "
+                "failed: %s", method, claimed, ff_error_text(&e));
+        return ff_error_set(err, FF_ERR_DB, "the coordinator cannot check "
+                            "certificates now; try again");
+    }
+    if (!ok) {
+        snprintf(why, sizeof why, "certificate %s: %s", info.serial,
+                 reg_why);
+        site_revoked_drop(f, claimed, why);
+        return auth_refuse(f, claimed, method, why, err);
+    }
+    if (serial != NULL)
+        snprintf(serial, FF_TRUST_SERIAL_HEX + 1, "%s", info.serial);
     return FF_OK;
 }
 
@@ -587,6 +977,52 @@ ff_status ff_federation_poll(ff_federation *f, const ff_wire_poll *req,
 
 /* ---- DownloadModel ---- */
 
+/* The registry's production version as a blob of its own (refs 1, never
+ * shared), with the signature stored with it. Any known site may fetch
+ * it (fedfuse-site deploy); it need not be registered. */
+static ff_status production_blob(ff_federation *f, const char *site,
+                                 ff_model_blob **out, ff_error *err)
+{
+    ff_model_blob *b;
+    json_t *shown = NULL;
+    ff_status st;
+    int known;
+
+    pthread_mutex_lock(&f->lock);
+    known = ff_fed_site_find(f, site) >= 0;
+    pthread_mutex_unlock(&f->lock);
+    if (!known)
+        return ff_error_set(err, FF_ERR_REJECTED, "unknown site '%s'",
+                            site);
+    b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+    b->refs = 1;
+    st = ff_registry_version_production(f->reg, f->cfg.model, &b->version,
+                                        &b->data, &b->len, b->signature,
+                                        b->signer_key, &b->metadata,
+                                        &b->is_signed, err);
+    if (st == FF_OK && b->version == 0)
+        st = ff_error_set(err, FF_ERR_NOT_FOUND, "model %s has no "
+                          "production version", f->cfg.model);
+    if (st == FF_OK)
+        st = ff_registry_version_show(f->reg, f->cfg.model, b->version,
+                                      &shown, err);
+    if (st != FF_OK) {
+        ff_federation_blob_release(f, b);
+        return st;
+    }
+    b->parent = (int)json_integer_value(json_object_get(shown, "parent"));
+    json_decref(shown);
+    crypto_generichash(b->digest, sizeof b->digest, b->data, b->len, NULL,
+                       0);
+    FF_INFO("site=%s downloads production version %d (%zu bytes, %s)",
+            site, b->version, b->len, b->is_signed ? "signed" : "UNSIGNED");
+    *out = b;
+    return FF_OK;
+}
+
+
 ff_status ff_federation_download(ff_federation *f,
                                  const ff_wire_download *req,
                                  ff_model_blob **blob, ff_error *err)
@@ -595,6 +1031,8 @@ ff_status ff_federation_download(ff_federation *f,
     int i;
 
     *blob = NULL;
+    if (req->production)
+        return production_blob(f, req->site_id, blob, err);
     pthread_mutex_lock(&f->lock);
     st = site_contact(f, req->site_id, &i, err);
     if (st == FF_OK && (f->state != FF_FED_TRAINING ||

@@ -28,7 +28,14 @@ typedef struct ff_model_blob {
     size_t len;
     uint8_t digest[FF_WIRE_DIGEST_BYTES];  /* BLAKE2b-256 of data */
     int version;                           /* 0: the initial model */
+    int parent;                            /* 0: none */
     int refs;                              /* guarded by the federation */
+    /* the coordinator's signature over (model, version, parent, digest,
+     * metadata), sent with the first chunk */
+    int is_signed;
+    uint8_t signature[FF_WIRE_SIG_BYTES];
+    uint8_t signer_key[FF_WIRE_SIGNER_BYTES];
+    char *metadata;                        /* malloc'd JSON, or NULL */
 } ff_model_blob;
 
 /* An upload in progress (one per UploadUpdate call). */
@@ -65,9 +72,12 @@ FF_MUST_USE ff_status ff_federation_run(ff_federation *f, ff_error *err);
 void ff_federation_stop(ff_federation *f, const char *why);
 
 /* Register: fills reply (refusing unknown sites, with a logged reason and
- * an audit row "site.refused"). Errors: FF_ERR_DB (registration could not
- * be recorded; the site should retry). */
+ * an audit row "site.refused"). serial is the authenticated certificate's
+ * serial from ff_federation_authorize ("" with TLS off): the identity key
+ * is pinned to it. Errors: FF_ERR_DB (registration could not be recorded;
+ * the site should retry). */
 FF_MUST_USE ff_status ff_federation_register(ff_federation *f,
+                                             const char *serial,
                                              const ff_wire_register *req,
                                              ff_wire_register_reply *reply,
                                              ff_error *err);
@@ -80,8 +90,12 @@ FF_MUST_USE ff_status ff_federation_poll(ff_federation *f,
                                          ff_error *err);
 
 /* Download: returns a reference to the current model in *blob, to hand
- * back with ff_federation_blob_release. Errors: FF_ERR_REJECTED (unknown
- * site), FF_ERR_STATE (not registered, or not selected for that round). */
+ * back with ff_federation_blob_release; with req->production, the
+ * registry's production version instead (read on each call, signature as
+ * stored). Errors: FF_ERR_REJECTED (unknown site), FF_ERR_STATE (not
+ * registered, or not selected for that round), FF_ERR_NOT_FOUND (no
+ * production version), FF_ERR_DB, FF_ERR_DIGEST (stored artifact does not
+ * match its digest), FF_ERR_NOMEM. */
 FF_MUST_USE ff_status ff_federation_download(ff_federation *f,
                                              const ff_wire_download *req,
                                              ff_model_blob **blob,
@@ -89,6 +103,33 @@ FF_MUST_USE ff_status ff_federation_download(ff_federation *f,
 
 /* Drops a reference taken by ff_federation_download. Accepts NULL. */
 void ff_federation_blob_release(ff_federation *f, ff_model_blob *blob);
+
+/* The model's name (for the chunks' signed claim). Borrowed, lives as
+ * long as f. */
+const char *ff_federation_model(const ff_federation *f);
+
+/*
+ * Authenticates one call (mTLS): peer_pem is the client certificate the
+ * TLS handshake presented (x509_pem_cert; NULL or len 0 when none), claimed
+ * the site id the message names, method the RPC's name for the log. With
+ * TLS on, the certificate must verify against the consortium CA, carry
+ * role site and CN == claimed, and the registry must know it unrevoked
+ * (ff_registry_cert_check, cached for at most one second per serial).
+ * On success *serial (FF_TRUST_SERIAL_HEX + 1 bytes, may be NULL) holds
+ * the certificate's serial ("" with TLS off). A refusal logs one WARN
+ * line with the reason, audits "site.refused" at most once per site and
+ * reason, and a revoked site in a round in flight is dropped from it (its
+ * pending upload refused; under secure aggregation a dropout). With TLS
+ * off the claimed name is the identity, as before. Errors:
+ * FF_ERR_REJECTED (err holds the reason), FF_ERR_DB (the revocation check
+ * failed: refused too, the site should retry). Thread-safe.
+ */
+FF_MUST_USE ff_status ff_federation_authorize(ff_federation *f,
+                                              const char *peer_pem,
+                                              size_t len,
+                                              const char *claimed,
+                                              const char *method,
+                                              char *serial, ff_error *err);
 
 /*
  * Upload, step 1: checks the header (known, selected site; the open
@@ -120,6 +161,9 @@ FF_MUST_USE ff_status ff_federation_upload_chunk(
 FF_MUST_USE ff_status ff_federation_upload_finish(ff_federation *f,
                                                   ff_upload *up,
                                                   ff_error *err);
+
+/* The site id an upload's header claimed (borrowed from up). */
+const char *ff_federation_upload_site(const ff_upload *up);
 
 /* Abandons an upload: when reason is not NULL the update is refused with
  * it (logged and audited); NULL means the stream broke (logged only).

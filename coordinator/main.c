@@ -132,7 +132,10 @@ static int serve(const ff_coord_config *cfg, signal_ctx *sig)
     int port = 0, sig_started = 0, rc = 1;
 
     /* Bind first, so that the registry records the real address. */
-    if (ff_server_create(&srv, cfg->listen, &port, &err) != FF_OK)
+    ff_server_tls tls = {cfg->ca, cfg->cert, cfg->key};
+
+    if (ff_server_create(&srv, cfg->listen, cfg->tls ? &tls : NULL, &port,
+                         &err) != FF_OK)
         goto out;
     address_make(cfg->listen, port, address, sizeof address);
     if (ff_federation_create(&fed, cfg, address, &err) != FF_OK)

@@ -22,8 +22,9 @@
 #define FED_DP_TARGET_QUANTILE 0.5
 #define FED_DP_CLIP_ETA 0.2
 /* The noised count's std is n_planned / this. */
-#define FED_DP_COUNT_STD_DIV 20.0
-/* Relative slack of the plain clip check (float rounding at the site). */
+#define FED_DP_COUNT_STD_DIV FF_COORD_DP_COUNT_STD_DIV
+/* Relative slack of the plain clip check (float rounding at the site);
+ * an update within it is clipped here, so the sensitivity stays clip. */
 #define FED_DP_CLIP_RTOL 1e-4
 /* The model's delta when no budget names one. */
 #define FED_DP_DEFAULT_DELTA 1e-5
@@ -178,7 +179,7 @@ static ff_status accountant_rebuild(ff_federation *f, ff_error *err)
         FF_PRIVACY_OK)
         return ff_error_set(err, FF_ERR_INTERNAL, "accountant: %s",
                             ff_privacy_error_text(&pe));
-    st = ff_registry_ledger(f->reg, f->cfg.model, &ledger, err);
+    st = ff_registry_ledger_model_rows(f->reg, f->cfg.model, &ledger, err);
     if (st != FF_OK)
         return ff_error_wrap(err, st, "reading the privacy ledger");
     json_array_foreach(json_object_get(ledger, "entries"), k, e) {
@@ -202,6 +203,70 @@ static ff_status accountant_rebuild(ff_federation *f, ff_error *err)
     return FF_OK;
 }
 
+/* Writes the model budget (eps, delta), audited with the previous one. */
+static ff_status budget_write(ff_federation *f, double eps, double delta,
+                              ff_error *err)
+{
+    ff_status st = ff_registry_budget_set(f->reg, f->cfg.model, eps, delta,
+                                          "coordinator", err);
+
+    if (st != FF_OK)
+        return ff_error_wrap(err, st, "setting the model budget");
+    return FF_OK;
+}
+
+/* The budget of --model-epsilon / --model-delta: set when none is stored;
+ * a stored one (fedfusectl, or an earlier start) is lowered to the flags
+ * where they are lower, and never raised: a higher flag is a WARN and the
+ * stored value stays. An omitted --model-delta keeps the stored delta. */
+static ff_status budget_from_flags(ff_federation *f, ff_error *err)
+{
+    const ff_coord_config *c = &f->cfg;
+    double eps = 0.0, delta = 0.0, new_eps, new_delta;
+    char given[64] = "";
+    int found = 0;
+    ff_status st;
+
+    if (!(c->model_epsilon > 0.0))
+        return FF_OK;
+    st = ff_registry_budget_get(f->reg, c->model, &eps, &delta, &found,
+                                err);
+    if (st != FF_OK)
+        return ff_error_wrap(err, st, "reading the model budget");
+
+    /* None stored: the flags set it. */
+    if (!found) {
+        new_delta = c->model_delta > 0.0 ? c->model_delta
+                                         : FED_DP_DEFAULT_DELTA;
+        st = budget_write(f, c->model_epsilon, new_delta, err);
+        if (st == FF_OK)
+            FF_INFO("model budget set: epsilon %g, delta %g",
+                    c->model_epsilon, new_delta);
+        return st;
+    }
+
+    /* Stored: each part may only go down. */
+    new_eps = c->model_epsilon < eps ? c->model_epsilon : eps;
+    new_delta = c->model_delta > 0.0 && c->model_delta < delta
+                    ? c->model_delta : delta;
+    if (c->model_delta > 0.0)
+        snprintf(given, sizeof given, " / --model-delta %g", c->model_delta);
+    if (c->model_epsilon > eps || c->model_delta > delta)
+        FF_WARN("--model-epsilon %g%s would raise the stored model budget "
+                "(epsilon %g, delta %g): a start never raises a budget "
+                "(fedfusectl privacy budget does); keeping epsilon %g, "
+                "delta %g", c->model_epsilon, given, eps, delta, new_eps,
+                new_delta);
+    if (new_eps == eps && new_delta == delta)
+        return FF_OK;
+    st = budget_write(f, new_eps, new_delta, err);
+    if (st == FF_OK)
+        FF_WARN("model budget lowered by --model-epsilon/--model-delta: "
+                "epsilon %g -> %g, delta %g -> %g", eps, new_eps, delta,
+                new_delta);
+    return st;
+}
+
 ff_status ff_fed_privacy_restore(ff_federation *f, ff_error *err)
 {
     const ff_coord_config *c = &f->cfg;
@@ -210,14 +275,9 @@ ff_status ff_fed_privacy_restore(ff_federation *f, ff_error *err)
     ff_status st;
 
     /* The operator's budget from the flags, before anything reads it. */
-    if (c->model_epsilon > 0.0) {
-        st = ff_registry_budget_set(f->reg, c->model, c->model_epsilon,
-                                    c->model_delta, "coordinator", err);
-        if (st != FF_OK)
-            return ff_error_wrap(err, st, "setting the model budget");
-        FF_INFO("model budget set: epsilon %g, delta %g", c->model_epsilon,
-                c->model_delta);
-    }
+    st = budget_from_flags(f, err);
+    if (st != FF_OK)
+        return st;
 
     /* The accountant and the clip in force. */
     f->clip_now = c->site_dp_clip;
@@ -253,6 +313,30 @@ void ff_fed_privacy_cleanup(ff_federation *f)
 
 /* ---- opening a round ---- */
 
+/* The L2 slack of the noised count's grid (adaptive clipping); 0 without
+ * a count. */
+static double count_slack(const ff_fed_dp_round *dp)
+{
+    if (!(dp->count_std > 0.0))
+        return 0.0;
+    return ff_dp_grid_l2_slack(ff_dp_grid_step(dp->count_std), 1);
+}
+
+/* Central: the multiplier the round is accounted with. The update (std
+ * z_u c, sensitivity c + slack) and, with adaptive clipping, the count
+ * (std count_std, sensitivity 1/2 + its grid slack) are two Gaussians on
+ * the same data; together they are one Gaussian whose squared inverse
+ * multiplier is the sum of theirs. Without slack that is exactly z, the
+ * combined guarantee (docs/privacy-accounting.md, sec. 11). */
+static double central_sigma(const ff_fed_dp_round *dp)
+{
+    double ru = (dp->clip + dp->slack) / (dp->z_u * dp->clip);
+    double rc = dp->count_std > 0.0
+                    ? (0.5 + count_slack(dp)) / dp->count_std : 0.0;
+
+    return 1.0 / sqrt(ru * ru + rc * rc);
+}
+
 /* Chooses the noise of the open round: z_u (adaptive clipping takes the
  * count's share), then central slack and multiplier, or the DDGauss
  * parameters. Returns 0, or -1 with why (the round cannot run). */
@@ -263,6 +347,14 @@ static int round_prepare(ff_federation *f, char *why, size_t cap)
     ff_privacy_error pe = {0};
     uint8_t seed[32];
     double gamma, max_value;
+
+    /* Config check refuses it; never noise a count the sites sum. */
+    if (c->site_dp_adaptive && c->site_dp == FF_WIRE_SITE_DP_DISTRIBUTED) {
+        snprintf(why, cap, "adaptive clipping needs central mode: under "
+                 "distributed DP the count would reach the coordinator "
+                 "unnoised");
+        return -1;
+    }
 
     /* The update's own multiplier. */
     dp->count_std = c->site_dp_adaptive
@@ -275,7 +367,7 @@ static int round_prepare(ff_federation *f, char *why, size_t cap)
                  "noise (std %g = sites / %g) leaves no noise budget for the "
                  "update at z = %g (needs more than %g sites)", dp->n_planned,
                  dp->count_std, FED_DP_COUNT_STD_DIV, dp->z,
-                 10.0 * dp->z);
+                 FED_DP_COUNT_STD_DIV / 2.0 * dp->z);
         return -1;
     }
 
@@ -288,7 +380,7 @@ static int round_prepare(ff_federation *f, char *why, size_t cap)
             dp->slack += sqrt((double)f->n_params) * 2.0 * dp->clip /
                          max_value;
         }
-        dp->sigma_eff = dp->z * dp->clip / (dp->clip + dp->slack);
+        dp->sigma_eff = central_sigma(dp);
         return 0;
     }
 
@@ -449,13 +541,41 @@ int ff_fed_dp_secagg_layout(const ff_federation *f, uint32_t n,
     return 1;
 }
 
+/* ---- accounting ---- */
+
+/* Adds the round to the accountant, once (dp.round_eps, its epsilon
+ * alone, is NAN until then): at unmasking for distributed DP, before the
+ * ledger row otherwise. Errors: FF_ERR_INTERNAL. */
+static ff_status round_account(ff_federation *f, ff_error *err)
+{
+    ff_privacy_error pe = {0};
+    ff_accountant one;
+
+    if (!isnan(f->dp.round_eps))
+        return FF_OK;
+    if (!f->dp.active) {
+        f->acct_unbounded = 1;
+        f->model_eps = INFINITY;
+        return FF_OK;
+    }
+    if (ff_accountant_init_grid(&one, model_grid(&f->cfg), &pe) !=
+            FF_PRIVACY_OK ||
+        round_add(f, &one, f->dp.arrived, &pe) != FF_PRIVACY_OK ||
+        round_add(f, &f->acct, f->dp.arrived, &pe) != FF_PRIVACY_OK)
+        return ff_error_set(err, FF_ERR_INTERNAL, "accounting round: %s",
+                            ff_privacy_error_text(&pe));
+    f->dp.round_eps = acct_epsilon(&one, 0, f->dp.delta);
+    f->model_eps = acct_epsilon(&f->acct, f->acct_unbounded, f->dp.delta);
+    return FF_OK;
+}
+
 /* ---- summing ---- */
 
 ff_status ff_fed_dp_plain_add(ff_federation *f, const float *delta,
                               int unclipped, ff_error *err)
 {
     ff_fed_dp_round *dp = &f->dp;
-    double norm2 = 0.0, norm;
+    double norm2 = 0.0, norm, scale = 1.0;
     size_t i;
 
     if (dp->sum == NULL)
@@ -470,27 +590,37 @@ ff_status ff_fed_dp_plain_add(ff_federation *f, const float *delta,
     if (norm > dp->clip * (1.0 + FED_DP_CLIP_RTOL))
         return ff_error_set(err, FF_ERR_REJECTED, "update norm %.6g exceeds "
                             "the site-DP clip %.6g", norm, dp->clip);
+
+    /* Within the tolerance but above the clip: clipped here, so that the
+     * accounted sensitivity (clip) holds. */
+    if (norm > dp->clip)
+        scale = dp->clip / norm;
     for (i = 0; i < f->n_params; i++)
-        dp->sum[i] += (double)delta[i];
+        dp->sum[i] += (double)delta[i] * scale;
     dp->unclipped += unclipped ? 1.0 : 0.0;
     dp->arrived++;
     return FF_OK;
 }
 
 /* Adaptive clipping: the noised count of unclipped updates gives the next
- * clip. Errors: FF_ERR_ARG (the noise failed). */
+ * clip. What is noised is sum(b - 1/2) over the `arrived` updates, whose
+ * sensitivity is 1/2 (one site more or less moves it by 1/2), as the
+ * accounting assumes; n_planned / 2 is added back afterwards
+ * (post-processing: n_planned is fixed before the round). Errors:
+ * FF_ERR_ARG (the noise failed). */
 static ff_status clip_adapt(ff_federation *f, double unclipped,
-                            ff_error *err)
+                            int arrived, ff_error *err)
 {
     ff_fed_dp_round *dp = &f->dp;
     ff_privacy_error pe = {0};
-    float count = (float)unclipped;
-    double frac;
+    float centred = (float)(unclipped - 0.5 * arrived);
+    double count, frac;
 
-    if (ff_dp_noise_add(&count, 1, dp->count_std, NULL, &pe) !=
+    if (ff_dp_noise_add(&centred, 1, dp->count_std, NULL, &pe) !=
         FF_PRIVACY_OK)
         return ff_error_set(err, FF_ERR_ARG, "noise of the unclipped "
                             "count: %s", ff_privacy_error_text(&pe));
+    count = (double)centred + 0.5 * dp->n_planned;
     dp->count_noised = count;
     frac = count / (double)dp->n_planned;
     dp->clip_next = ff_dp_adaptive_clip_next(dp->clip, frac,
@@ -531,7 +661,7 @@ ff_status ff_fed_dp_close(ff_federation *f, float *sum, int arrived,
         st = ff_error_set(err, FF_ERR_ARG, "central noise: %s",
                           ff_privacy_error_text(&pe));
     if (st == FF_OK && f->cfg.site_dp_adaptive)
-        st = clip_adapt(f, unclipped, err);
+        st = clip_adapt(f, unclipped, arrived, err);
 
     /* The global step is S / n_planned for every group. */
     for (g = 0; g < FF_GROUP_COUNT; g++)
@@ -543,6 +673,32 @@ ff_status ff_fed_dp_close(ff_federation *f, float *sum, int arrived,
         dp->arrived = arrived;
     free(own);
     return st;
+}
+
+/* Distributed: the coordinator holds the noised sum from here on, so the
+ * round is accounted at once with the noise shares that arrived
+ * (`inputs`), whatever happens to it later; then S is decoded into s.
+ * Errors: FF_ERR_INTERNAL (accountant), FF_ERR_FORMAT (decoding). */
+static ff_status ddgauss_reveal(ff_federation *f, const uint32_t *words,
+                                uint32_t inputs, float *s, ff_error *err)
+{
+    ff_fed_dp_round *dp = &f->dp;
+    ff_privacy_error pe = {0};
+    ff_status st;
+
+    dp->arrived = (int)inputs;
+    st = round_account(f, err);
+    if (st != FF_OK)
+        return st;
+    if (ff_ddgauss_decode(&dp->dd, words, s, &dp->wrapped, &pe) !=
+        FF_PRIVACY_OK)
+        return ff_error_set(err, FF_ERR_FORMAT, "DDGauss decoding: %s",
+                            ff_privacy_error_text(&pe));
+    if (dp->wrapped > 0)
+        FF_WARN("DDGauss sum: %zu coordinates lie near the edge of the "
+                "field (2^%u); the modular clip may have cut some",
+                dp->wrapped, (unsigned)dp->dd.bits);
+    return FF_OK;
 }
 
 ff_status ff_fed_dp_secagg_sum(ff_federation *f, const uint32_t *words,
@@ -558,7 +714,9 @@ ff_status ff_fed_dp_secagg_sum(ff_federation *f, const uint32_t *words,
         return ff_error_set(err, FF_ERR_NOMEM, "out of memory for the "
                             "site-DP sum");
 
-    /* Central: dequantise the clipped deltas; distributed: decode. */
+    /* Central: dequantise the clipped deltas (word p: the unclipped
+     * bits); distributed: account and decode (the word after the encoding
+     * is ignored: adaptive clipping is central only). */
     if (f->cfg.site_dp == FF_WIRE_SITE_DP_CENTRAL) {
         unclipped = words[f->n_params];
         if (ff_secagg_dequantize_sum(words, f->n_params, inputs,
@@ -567,15 +725,8 @@ ff_status ff_fed_dp_secagg_sum(ff_federation *f, const uint32_t *words,
             st = ff_error_set(err, FF_ERR_FORMAT, "dequantising: %s",
                               ff_privacy_error_text(&pe));
     } else {
-        unclipped = words[dp->dd.padded];
-        if (ff_ddgauss_decode(&dp->dd, words, s, &dp->wrapped, &pe) !=
-            FF_PRIVACY_OK)
-            st = ff_error_set(err, FF_ERR_FORMAT, "DDGauss decoding: %s",
-                              ff_privacy_error_text(&pe));
-        else if (dp->wrapped > 0)
-            FF_WARN("DDGauss sum: %zu coordinates lie near the edge of the "
-                    "field (2^%u); the modular clip may have cut some",
-                    dp->wrapped, (unsigned)dp->dd.bits);
+        unclipped = 0.0;
+        st = ddgauss_reveal(f, words, inputs, s, err);
     }
     if (st == FF_OK)
         st = ff_fed_dp_close(f, s, (int)inputs, unclipped, err);
@@ -663,8 +814,11 @@ static json_t *model_params(const ff_federation *f)
         return NULL;
     if (f->cfg.site_dp == FF_WIRE_SITE_DP_CENTRAL) {
         json_object_update_new(
-            p, json_pack("{s:f, s:f, s:i, s:f}", "q", 1.0, "sigma",
-                         dp->sigma_eff, "steps", 1, "slack", dp->slack));
+            p, json_pack("{s:f, s:f, s:i, s:f, s:I, s:f, s:f}", "q", 1.0,
+                         "sigma", dp->sigma_eff, "steps", 1, "slack",
+                         dp->slack, "dim", (json_int_t)f->n_params,
+                         "count_std", dp->count_std, "count_slack",
+                         count_slack(dp)));
         return p;
     }
     m = ddgauss_mechanism(&dp->dd, dp->arrived);
@@ -712,29 +866,6 @@ static json_t *privacy_json(ff_federation *f)
                      model_mechanism(&f->cfg));
 }
 
-/* Adds the closed round to the accountant; its epsilon alone goes to
- * dp.round_eps. Errors: FF_ERR_INTERNAL. */
-static ff_status round_account(ff_federation *f, ff_error *err)
-{
-    ff_privacy_error pe = {0};
-    ff_accountant one;
-
-    if (!f->dp.active) {
-        f->acct_unbounded = 1;
-        f->model_eps = INFINITY;
-        return FF_OK;
-    }
-    if (ff_accountant_init_grid(&one, model_grid(&f->cfg), &pe) !=
-            FF_PRIVACY_OK ||
-        round_add(f, &one, f->dp.arrived, &pe) != FF_PRIVACY_OK ||
-        round_add(f, &f->acct, f->dp.arrived, &pe) != FF_PRIVACY_OK)
-        return ff_error_set(err, FF_ERR_INTERNAL, "accounting round: %s",
-                            ff_privacy_error_text(&pe));
-    f->dp.round_eps = acct_epsilon(&one, 0, f->dp.delta);
-    f->model_eps = acct_epsilon(&f->acct, f->acct_unbounded, f->dp.delta);
-    return FF_OK;
-}
-
 /* The noise multiplier of the model's row: the accounted one (central),
  * or the arrived noise over the scaled sensitivity (distributed). */
 static double model_multiplier(const ff_federation *f)
@@ -749,17 +880,15 @@ static double model_multiplier(const ff_federation *f)
     return sqrt((double)m.clients) * m.sigma / m.l2_sensitivity;
 }
 
-ff_status ff_fed_privacy_model_record(ff_federation *f, int r,
-                                      json_t **privacy, ff_error *err)
+/* Writes the model's "spent" row of round r (reason: NULL, or why a
+ * round that was not published is accounted), then its metric and log
+ * line. Errors: FF_ERR_DB, FF_ERR_NOMEM. */
+static ff_status model_row_add(ff_federation *f, int r, const char *reason,
+                               ff_error *err)
 {
     ff_ledger_entry e;
     ff_status st;
 
-    /* Account, then write the row before anything is released. */
-    *privacy = NULL;
-    st = round_account(f, err);
-    if (st != FF_OK)
-        return st;
     memset(&e, 0, sizeof e);
     e.model = f->cfg.model;
     e.round = r;
@@ -772,15 +901,20 @@ ff_status ff_fed_privacy_model_record(ff_federation *f, int r,
     e.sampling_rate = 1.0;
     e.steps = 1;
     e.budget = f->dp.budget;
+    e.reason = reason;
     e.params = model_params(f);
+    if (e.params == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory for the "
+                            "model's ledger parameters");
     st = ff_registry_ledger_add(f->reg, &e, err);
     json_decref(e.params);
     if (st != FF_OK)
         return ff_error_wrap(err, st, "model ledger row");
     ff_metric("privacy", "round=%d mechanism=%s epsilon=%g round_epsilon=%g "
-              "delta=%g arrived=%d planned=%d clip=%g", r, e.mechanism,
-              f->model_eps, f->dp.round_eps, f->dp.delta, f->dp.arrived,
-              f->dp.n_planned, f->dp.active ? f->dp.clip : 0.0);
+              "delta=%g arrived=%d planned=%d clip=%g published=%d", r,
+              e.mechanism, f->model_eps, f->dp.round_eps, f->dp.delta,
+              f->dp.arrived, f->dp.n_planned,
+              f->dp.active ? f->dp.clip : 0.0, reason == NULL);
     if (f->dp.active)
         FF_INFO("round %d privacy: model epsilon %g (this round %g) at "
                 "delta %g, mechanism %s, %d of %d planned sites in the sum",
@@ -789,8 +923,46 @@ ff_status ff_fed_privacy_model_record(ff_federation *f, int r,
     else
         FF_INFO("round %d privacy: site-level DP is off, the model's "
                 "epsilon is unbounded", r);
+    return FF_OK;
+}
+
+ff_status ff_fed_privacy_model_record(ff_federation *f, int r,
+                                      json_t **privacy, ff_error *err)
+{
+    ff_status st;
+
+    /* Account (unless done at unmasking), then write the row before
+     * anything is released. */
+    *privacy = NULL;
+    st = round_account(f, err);
+    if (st == FF_OK)
+        st = model_row_add(f, r, NULL, err);
+    if (st != FF_OK)
+        return st;
     *privacy = privacy_json(f);
     if (*privacy == NULL)
         return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+    return FF_OK;
+}
+
+ff_status ff_fed_privacy_abort_record(ff_federation *f, int r,
+                                      const char *why, ff_error *err)
+{
+    char reason[FF_WIRE_TEXT_MAX];
+    ff_status st;
+
+    /* Only a distributed sum that was unmasked (arrived is set there). */
+    if (!f->dp.active || f->cfg.site_dp != FF_WIRE_SITE_DP_DISTRIBUTED ||
+        f->dp.arrived <= 0)
+        return FF_OK;
+    snprintf(reason, sizeof reason, "round aborted after its noised sum "
+             "was unmasked (%d noise shares): %s", f->dp.arrived, why);
+    st = round_account(f, err);
+    if (st == FF_OK)
+        st = model_row_add(f, r, reason, err);
+    if (st != FF_OK)
+        return st;
+    FF_WARN("round %d accounted although not published: %s; the model's "
+            "epsilon is now %g", r, reason, f->model_eps);
     return FF_OK;
 }

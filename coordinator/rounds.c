@@ -227,6 +227,9 @@ static json_t *round_select(ff_federation *f, int r, int *n_selected)
     f->loss_sum = 0.0;
     for (i = 0; i < f->n_sites; i++) {
         ff_fed_site *s = &f->sites[i];
+        /* A revoked site cannot poll, so it is not alive; one that came
+         * back with a new certificate starts afresh. */
+        s->revoked = 0;
         s->selected = site_alive(f, s, now);
         s->contributed = 0;
         s->examples = 0;
@@ -251,7 +254,7 @@ static int all_contributed(const ff_federation *f, void *arg)
     (void)arg;
     for (i = 0; i < f->n_sites; i++)
         if (f->sites[i].selected && !f->sites[i].contributed &&
-            !f->sites[i].refused)
+            !f->sites[i].refused && !f->sites[i].revoked)
             return 0;
     return 1;
 }
@@ -268,7 +271,7 @@ static int stragglers_drop(ff_federation *f, int r)
         ff_fed_site *s = &f->sites[i];
         if (s->selected && s->contributed) {
             n_contrib++;
-        } else if (s->selected && !s->refused) {
+        } else if (s->selected && !s->refused && !s->revoked) {
             s->dropped = 1;
             strcpy(dropped[n_dropped++], s->id);
         }
@@ -299,7 +302,8 @@ static ff_status sites_record_once(ff_federation *f, int r, ff_error *err)
     return st;
 }
 
-/* Aborts round r in the registry with a reason (logged). */
+/* Aborts round r in the registry with a reason (logged). A distributed
+ * sum the coordinator already unmasked is accounted all the same. */
 static ff_status round_abort(ff_federation *f, int r, const char *reason,
                              ff_error *err)
 {
@@ -308,6 +312,9 @@ static ff_status round_abort(ff_federation *f, int r, const char *reason,
 
     FF_WARN("round %d aborted: %s; nothing published", r, reason);
     (void)sites_record_once(f, r, &e2);
+    if (ff_fed_privacy_abort_record(f, r, reason, &e2) != FF_OK)
+        FF_ERROR("round %d: its unmasked sum was not accounted in the "
+                 "privacy ledger: %s", r, ff_error_text(&e2));
     st = ff_registry_round_abort(f->reg, f->cfg.model, r, reason, err);
     if (st != FF_OK)
         FF_ERROR("round %d abort not recorded: %s", r, ff_error_text(err));
@@ -316,9 +323,17 @@ static ff_status round_abort(ff_federation *f, int r, const char *reason,
 
 /* ---- aggregation and publication ---- */
 
-/* Collects the contributions of round r (lock taken inside). */
+/* What a version records of its contributors, copied out of the site
+ * table (a registration may rewrite it meanwhile). */
+typedef struct contrib_text {
+    char code_version[FF_REGISTRY_MAX_CODE_VERSION + 1];
+    char manifest_digest[FF_WIRE_DIGEST_HEX + 1];
+} contrib_text;
+
+/* Collects the contributions of round r (lock taken inside); text holds
+ * the strings they point to. */
 static size_t contributions_get(ff_federation *f, ff_contribution *out,
-                                double *train_loss)
+                                contrib_text *text, double *train_loss)
 {
     uint64_t total = 0;
     size_t n = 0;
@@ -331,6 +346,15 @@ static size_t contributions_get(ff_federation *f, ff_contribution *out,
             continue;
         out[n].site = s->id;
         out[n].examples = (int64_t)s->examples;
+        snprintf(text[n].code_version, sizeof text[n].code_version, "%s",
+                 s->code_version);
+        snprintf(text[n].manifest_digest, sizeof text[n].manifest_digest,
+                 "%s", s->manifest_digest);
+        out[n].code_version = text[n].code_version[0]
+                                  ? text[n].code_version : NULL;
+        out[n].manifest_digest =
+            strlen(text[n].manifest_digest) == FF_WIRE_DIGEST_HEX
+                ? text[n].manifest_digest : NULL;
         total += s->examples;
         n++;
     }
@@ -409,11 +433,91 @@ static void round_report(int r, int version, const ff_eval *ev,
             a[FF_MOD_TEXT], n_sites);
 }
 
+/* The aggregation rule of the round, in words, for the lineage. */
+static const char *aggregation_rule(const ff_federation *f)
+{
+    if (f->dp.active && f->cfg.site_dp == FF_WIRE_SITE_DP_DISTRIBUTED)
+        return "unweighted mean of clipped deltas with distributed "
+               "discrete Gaussian noise, securely summed";
+    if (f->dp.active)
+        return f->cfg.secagg ? "unweighted mean of clipped deltas, securely "
+                               "summed, with central Gaussian noise"
+                             : "unweighted mean of clipped deltas with "
+                               "central Gaussian noise";
+    return f->cfg.secagg ? "example-weighted mean of deltas (FedAvg), "
+                           "securely summed"
+                         : "example-weighted mean of deltas (FedAvg)";
+}
+
+/* The lineage a version's signature covers: round, parent, contributing
+ * sites with examples, manifest digests and code versions, aggregation
+ * rule, secure aggregation and DP parameters, epsilon, the coordinator's
+ * code version. Compact JSON with sorted keys (malloc'd), or NULL. */
+static char *lineage_json(const ff_federation *f, const ff_version_new *v,
+                          const char *digest_hex)
+{
+    json_t *sites = json_array(), *j, *priv = v->privacy;
+    size_t k;
+    char *text;
+
+    for (k = 0; sites != NULL && k < v->n_contributions; k++) {
+        const ff_contribution *c = &v->contributions[k];
+        json_array_append_new(
+            sites, json_pack("{s:s, s:I, s:s?, s:s?}", "site", c->site,
+                             "examples", (json_int_t)c->examples,
+                             "manifest_digest", c->manifest_digest,
+                             "code_version", c->code_version));
+    }
+    j = json_pack("{s:s, s:i, s:i, s:i, s:s, s:o?, s:s, s:O?, s:o?, s:O?, "
+                  "s:O?, s:O?, s:s}",
+                  "model", f->cfg.model, "version", v->parent + 1,
+                  "parent", v->parent, "round", v->round, "digest",
+                  digest_hex, "contributions", sites, "aggregation",
+                  aggregation_rule(f), "secagg", f->sa_record, "site_dp",
+                  site_dp_json(f), "privacy", priv, "record_epsilon",
+                  json_object_get(priv, "record_epsilon"), "site_epsilon",
+                  json_object_get(priv, "site_epsilon"),
+                  "coordinator_code_version", FF_CODE_VERSION);
+    if (j == NULL)
+        return NULL;
+    json_object_set_new(j, "train", json_pack("{s:i, s:i, s:f}", "epochs",
+                                              f->cfg.train.epochs, "batch",
+                                              f->cfg.train.batch_size, "lr",
+                                              setting(f->cfg.train.lr)));
+    text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    return text;
+}
+
+/* Signs the version about to be published (number parent + 1) and points
+ * v's signature fields at the blob's. */
+static ff_status version_sign(ff_federation *f, ff_version_new *v,
+                              ff_model_blob *blob, const char *hex,
+                              ff_error *err)
+{
+    char *meta = lineage_json(f, v, hex);
+    ff_status st;
+
+    if (meta == NULL)
+        return ff_error_set(err, FF_ERR_NOMEM, "out of memory for the "
+                            "version's lineage");
+    blob->version = v->parent + 1;
+    st = ff_fed_blob_sign(f, blob, v->parent, meta, err);
+    free(meta);
+    if (st != FF_OK)
+        return st;
+    v->signature = blob->signature;
+    v->signer_key = blob->signer_key;
+    v->signed_metadata = blob->metadata;
+    return FF_OK;
+}
+
 /* Averages, scores and publishes round r. Errors: FF_ERR_DB (publication
  * failed: the round stays unfinished and a restart aborts it). */
 static ff_status round_publish(ff_federation *f, int r, ff_error *err)
 {
     ff_contribution contrib[FF_COORD_MAX_SITES];
+    static contrib_text text[FF_COORD_MAX_SITES]; /* main thread only */
     ff_model_blob *blob = NULL;
     ff_version_new v;
     ff_eval ev;
@@ -424,7 +528,7 @@ static ff_status round_publish(ff_federation *f, int r, ff_error *err)
 
     /* Average and score; serialise and hash the result. */
     memset(&v, 0, sizeof v);
-    v.n_contributions = contributions_get(f, contrib, &train_loss);
+    v.n_contributions = contributions_get(f, contrib, text, &train_loss);
     st = candidate_build(f, &ev, err);
     if (st == FF_OK)
         st = ff_fed_blob_make(f->candidate, 0, &blob, err);
@@ -457,7 +561,12 @@ static ff_status round_publish(ff_federation *f, int r, ff_error *err)
     v.artifact = blob->data;
     v.artifact_len = blob->len;
     v.digest_hex = hex;
-    st = ff_registry_version_publish(f->reg, &v, &version, err);
+    st = version_sign(f, &v, blob, hex, err);
+    if (st == FF_OK)
+        st = ff_registry_version_publish(f->reg, &v, &version, err);
+    if (st == FF_OK && version != blob->version)
+        FF_ERROR("round %d: published as version %d, signed as %d: sites "
+                 "will refuse it", r, version, blob->version);
     json_decref(v.train_config);
     json_decref(v.metrics);
     json_decref(v.privacy);
@@ -540,6 +649,7 @@ static ff_status round_run(ff_federation *f, int r, int *exhausted,
                   aborted ? "secure aggregation failed" : "secure sum ready");
         if (aborted)
             return round_abort(f, r, why, err);
+        /* secagg.c checked min-sites before unmasking; kept as a guard. */
         n_contrib = (int)ff_aggregate_count(f->agg);
         if (n_contrib < f->cfg.min_sites) {
             snprintf(why, sizeof why, "only %d of min-sites %d sites are in "
@@ -638,6 +748,7 @@ ff_status ff_federation_run(ff_federation *f, ff_error *err)
         if (st != FF_OK || exhausted)
             break;
         attempted++;
+        ff_fed_audit_sign(f, "after the round");
         if (!stop_requested(f, NULL, 0))
             set_state(f, FF_FED_WAITING, "round over");
     }
@@ -660,5 +771,6 @@ ff_status ff_federation_run(ff_federation *f, ff_error *err)
     ff_fed_audit(f, "coordinator.stopped", NULL,
                  json_pack("{s:s, s:i, s:i}", "reason", why, "round",
                            f->round, "version", f->version));
+    ff_fed_audit_sign(f, "at shutdown");
     return st;
 }

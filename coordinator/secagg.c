@@ -284,14 +284,24 @@ fail:
     return -1;
 }
 
-/* Closes stage 3 and prepares each survivor's unmask request. */
+/* Closes stage 3 and prepares each survivor's unmask request. Fewer
+ * than min-sites masked inputs abort the round here, before anything is
+ * unmasked: the coordinator never sees a sum of fewer inputs (or, under
+ * distributed DP, fewer noise shares) than the round was planned for. */
 static int sa_close_masking(ff_federation *f, char *why, size_t cap)
 {
     ff_privacy_error pe = {0};
-    uint32_t j;
+    uint32_t j, inputs;
 
     if (ff_secagg_server_close_masking(f->sa, &pe) != FF_PRIVACY_OK)
         goto fail;
+    inputs = ff_secagg_server_input_count(f->sa);
+    if (inputs < (uint32_t)f->cfg.min_sites) {
+        snprintf(why, cap, "only %u of min-sites %d masked inputs arrived; "
+                 "the sum is not unmasked", (unsigned)inputs,
+                 f->cfg.min_sites);
+        return -1;
+    }
     for (j = 0; j < f->sa_cfg.n_sites; j++)
         if (sa_progress(f, (int)j) >= FF_SECAGG_MASKED &&
             ff_secagg_server_unmask_request(f->sa, j, &f->sa_unmask[j],

@@ -9,6 +9,12 @@
  *                 upload: handle the message, receive the next one
  *   SENDING    -> one ModelChunk per batch until the artifact is sent
  *   FINISHING  -> the status went out; free the context
+ *
+ * With mTLS the server asks for a client certificate but lets every
+ * handshake through (GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY):
+ * each call's certificate is checked by ff_federation_authorize against
+ * the site id its message claims, so that every refusal has a reason in
+ * the log and in the reply.
  */
 #include "server.h"
 
@@ -19,12 +25,14 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "../common/ff_log.h"
 #include "../proto/ff_grpc_buf.h"
+#include "../trust/ff_trust.h"
 #include "wire.h"
 
 /* Calls requested ahead, and worker threads. */
@@ -76,6 +84,9 @@ typedef struct call {
     grpc_slice status_details;
     int has_status_details;
     int cancelled;
+    /* the client certificate of the TLS handshake (PEM), or NULL */
+    char *peer_pem;
+    size_t peer_len;
     /* DownloadModel */
     ff_model_blob *blob;
     size_t offset;
@@ -131,6 +142,7 @@ static void call_free(call *c)
     grpc_metadata_array_destroy(&c->md);
     if (c->call != NULL)
         grpc_call_unref(c->call);
+    free(c->peer_pem);
     free(c);
     pthread_mutex_lock(&s->lock);
     s->live_calls--;
@@ -203,6 +215,8 @@ static grpc_status_code status_code(ff_status st)
         return GRPC_STATUS_FAILED_PRECONDITION;
     case FF_ERR_DB:
         return GRPC_STATUS_UNAVAILABLE;
+    case FF_ERR_NOT_FOUND:
+        return GRPC_STATUS_NOT_FOUND;
     case FF_ERR_FORMAT:
     case FF_ERR_TOO_LARGE:
     case FF_ERR_ARG:
@@ -222,11 +236,22 @@ static void call_fail(call *c, ff_status st, const ff_error *err)
 
 /* ---- unary methods: Register, Poll ---- */
 
+/* Checks the caller's certificate against the site id it claims. */
+static ff_status call_authorize(call *c, const char *claimed,
+                                const char *method, char *serial,
+                                ff_error *err)
+{
+    return ff_federation_authorize(c->srv->fed, c->peer_pem, c->peer_len,
+                                   claimed, method, serial, err);
+}
+
 static ff_status handle_register(call *c, const grpc_slice *in,
                                  ff_wire_bytes *out, ff_error *err)
 {
     ff_wire_register req;
     ff_wire_register_reply rep;
+
+    char serial[FF_TRUST_SERIAL_HEX + 1];
     ff_status st;
 
     st = ff_coord_wire_register_decode(GRPC_SLICE_START_PTR(*in),
@@ -236,7 +261,16 @@ static ff_status handle_register(call *c, const grpc_slice *in,
                 ff_error_text(err));
         return st;
     }
-    st = ff_federation_register(c->srv->fed, &req, &rep, err);
+
+    /* An unauthenticated caller gets its refusal as the reply. */
+    st = call_authorize(c, req.site_id, "Register", serial, err);
+    if (st == FF_ERR_REJECTED) {
+        memset(&rep, 0, sizeof rep);
+        snprintf(rep.reason, sizeof rep.reason, "%s", ff_error_text(err));
+        return ff_coord_wire_register_reply_encode(&rep, out, err);
+    }
+    if (st == FF_OK)
+        st = ff_federation_register(c->srv->fed, serial, &req, &rep, err);
     if (st == FF_OK)
         st = ff_coord_wire_register_reply_encode(&rep, out, err);
     return st;
@@ -251,6 +285,10 @@ static ff_status handle_poll(call *c, const grpc_slice *in,
 
     st = ff_coord_wire_poll_decode(GRPC_SLICE_START_PTR(*in),
                                    GRPC_SLICE_LENGTH(*in), &req, err);
+    if (st == FF_OK)
+        st = call_authorize(c, req.site_id, "Poll", NULL, err);
+    if (st == FF_ERR_REJECTED || st == FF_ERR_DB)
+        return st;            /* logged by the authorisation */
     if (st == FF_OK)
         st = ff_federation_poll(c->srv->fed, &req, &rep, err);
     if (st == FF_OK) {
@@ -274,6 +312,13 @@ static ff_status handle_secagg(call *c, const grpc_slice *in,
     memset(&rep, 0, sizeof rep);
     st = ff_coord_wire_secagg_decode(GRPC_SLICE_START_PTR(*in),
                                      GRPC_SLICE_LENGTH(*in), &req, err);
+    if (st == FF_OK) {
+        st = call_authorize(c, req.site_id, "SecAgg", NULL, err);
+        if (st != FF_OK) {
+            ff_coord_wire_secagg_cleanup(&req);
+            return st;        /* logged by the authorisation */
+        }
+    }
     if (st == FF_OK)
         st = ff_federation_secagg(c->srv->fed, &req, &rep, err);
     if (st == FF_OK)
@@ -332,6 +377,21 @@ static void download_next(call *c)
     ch.model_version = c->blob->version;
     ch.data = c->blob->data + c->offset;
     ch.len = left < FF_WIRE_CHUNK_MAX ? left : FF_WIRE_CHUNK_MAX;
+
+    /* The first chunk carries the signed claim, and less data. */
+    if (c->offset == 0) {
+        const ff_model_blob *b = c->blob;
+        snprintf(ch.model, sizeof ch.model, "%s",
+                 ff_federation_model(c->srv->fed));
+        ch.parent = b->parent;
+        ch.metadata = b->metadata != NULL ? b->metadata : "";
+        ch.metadata_len = strlen(ch.metadata);
+        ch.is_signed = b->is_signed;
+        memcpy(ch.signature, b->signature, sizeof ch.signature);
+        memcpy(ch.signer_key, b->signer_key, sizeof ch.signer_key);
+        if (ch.len > FF_WIRE_CHUNK_MAX - ch.metadata_len)
+            ch.len = FF_WIRE_CHUNK_MAX - ch.metadata_len;
+    }
     if (ff_coord_wire_model_chunk_encode(&ch, &out, &err) != FF_OK) {
         call_fail(c, FF_ERR_INTERNAL, &err);
         return;
@@ -362,6 +422,13 @@ static void download_received(call *c)
                                            GRPC_SLICE_LENGTH(in), &req,
                                            &err);
         grpc_slice_unref(in);
+    }
+    if (st == FF_OK) {
+        st = call_authorize(c, req.site_id, "DownloadModel", NULL, &err);
+        if (st != FF_OK) {
+            call_fail(c, st, &err);   /* logged by the authorisation */
+            return;
+        }
     }
     if (st == FF_OK)
         st = ff_federation_download(c->srv->fed, &req, &c->blob, &err);
@@ -411,8 +478,13 @@ static int upload_message(call *c, const ff_wire_update_msg *m,
     ff_status st;
 
     if (m->kind == FF_WIRE_UPDATE_HEADER && c->upload == NULL) {
-        st = ff_federation_upload_begin(fed, &m->header, &c->upload,
-                                        &retry_ms, err);
+        st = call_authorize(c, m->header.site_id, "UploadUpdate", NULL,
+                            err);
+        if (st == FF_OK)
+            st = ff_federation_upload_begin(fed, &m->header, &c->upload,
+                                            &retry_ms, err);
+        else if (st == FF_ERR_DB)
+            retry_ms = 1000;  /* the check failed: send again, not refused */
     } else if (m->kind == FF_WIRE_UPDATE_HEADER) {
         ff_federation_upload_abandon(fed, c->upload,
                                      "a second header in one upload");
@@ -449,6 +521,16 @@ static void upload_received(call *c)
             ff_federation_upload_refuse(c->srv->fed, NULL, 0,
                                         "upload without a header");
             upload_reply(c, 0, "upload without a header");
+            return;
+        }
+        /* The certificate again: it may have been revoked meanwhile. */
+        st = call_authorize(c, ff_federation_upload_site(c->upload),
+                            "UploadUpdate", NULL, &err);
+        if (st != FF_OK) {
+            ff_federation_upload_abandon(c->srv->fed, c->upload,
+                                         ff_error_text(&err));
+            c->upload = NULL;
+            upload_reply(c, 0, ff_error_text(&err));
             return;
         }
         st = ff_federation_upload_finish(c->srv->fed, c->upload, &err);
@@ -500,6 +582,31 @@ static call_method method_of(const grpc_call_details *d)
     return METHOD_UNKNOWN;
 }
 
+/* Keeps the client certificate the handshake presented (x509_pem_cert;
+ * none on an insecure channel or without a client certificate). */
+static void call_peer_read(call *c)
+{
+    grpc_auth_context *ac = grpc_call_auth_context(c->call);
+    grpc_auth_property_iterator it;
+    const grpc_auth_property *p;
+
+    if (ac == NULL)
+        return;
+    it = grpc_auth_context_find_properties_by_name(
+        ac, GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    p = grpc_auth_property_iterator_next(&it);
+    if (p != NULL && p->value_length > 0 &&
+        p->value_length <= FF_TRUST_PEM_MAX) {
+        c->peer_pem = malloc(p->value_length + 1);
+        if (c->peer_pem != NULL) {
+            memcpy(c->peer_pem, p->value, p->value_length);
+            c->peer_pem[p->value_length] = '\0';
+            c->peer_len = p->value_length;
+        }
+    }
+    grpc_auth_context_release(ac);
+}
+
 /* A new call arrived: keep the pending requests topped up, then start. */
 static void call_started(call *c)
 {
@@ -511,6 +618,7 @@ static void call_started(call *c)
     pthread_mutex_unlock(&s->lock);
     if (again)
         call_request(s);
+    call_peer_read(c);
     c->method = method_of(&c->details);
     if (c->method == METHOD_UNKNOWN) {
         char *name = grpc_slice_to_c_string(c->details.method);
@@ -603,7 +711,50 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-ff_status ff_server_create(ff_server **out, const char *listen, int *port,
+/* Server credentials: mTLS that requests a client certificate without
+ * letting gRPC judge it, or insecure when tls is NULL (logged). */
+static ff_status credentials_make(const ff_server_tls *tls,
+                                  grpc_server_credentials **out,
+                                  ff_error *err)
+{
+    grpc_ssl_pem_key_cert_pair pair;
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    size_t ca_len = 0, cert_len = 0, key_len = 0;
+    ff_status st;
+
+    *out = NULL;
+    if (tls == NULL) {
+        FF_WARN("TLS is off (--tls off): calls are neither encrypted nor "
+                "authenticated and every site is who it claims to be; use "
+                "this only for insecure tests");
+        *out = grpc_insecure_server_credentials_create();
+        return FF_OK;
+    }
+    st = ff_trust_file_read(tls->ca, &ca, &ca_len, err);
+    if (st == FF_OK)
+        st = ff_trust_file_read(tls->cert, &cert, &cert_len, err);
+    if (st == FF_OK)
+        st = ff_trust_file_read(tls->key, &key, &key_len, err);
+    if (st == FF_OK) {
+        pair.private_key = key;
+        pair.cert_chain = cert;
+        *out = grpc_ssl_server_credentials_create_ex(
+            ca, &pair, 1, GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY,
+            NULL);
+        if (*out == NULL)
+            st = ff_error_set(err, FF_ERR_INTERNAL, "gRPC refused the TLS "
+                              "credentials of %s / %s", tls->cert, tls->key);
+    }
+    if (key != NULL)
+        sodium_memzero(key, key_len);
+    free(key);
+    free(cert);
+    free(ca);
+    return st;
+}
+
+ff_status ff_server_create(ff_server **out, const char *listen,
+                           const ff_server_tls *tls, int *port,
                            ff_error *err)
 {
     grpc_arg args[FF_GRPC_BUF_LIMIT_ARGS + 1];
@@ -611,11 +762,17 @@ ff_status ff_server_create(ff_server **out, const char *listen, int *port,
     grpc_server_credentials *creds;
     pthread_condattr_t cattr;
     ff_server *s;
+    ff_status st;
 
     *out = NULL;
+    st = credentials_make(tls, &creds, err);
+    if (st != FF_OK)
+        return st;
     s = calloc(1, sizeof *s);
-    if (s == NULL)
+    if (s == NULL) {
+        grpc_server_credentials_release(creds);
         return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
+    }
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_init(&cattr);
     pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
@@ -633,8 +790,6 @@ ff_status ff_server_create(ff_server **out, const char *listen, int *port,
     s->server = grpc_server_create(&ca, NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
 
-    /* Plaintext for now: see docs/KNOWN_LIMITATIONS.md. */
-    creds = grpc_insecure_server_credentials_create();
     *port = grpc_server_add_http2_port(s->server, listen, creds);
     grpc_server_credentials_release(creds);
     if (*port == 0) {

@@ -50,6 +50,11 @@ static void upload_free(ff_federation *f, ff_upload *up)
     free(up);
 }
 
+const char *ff_federation_upload_site(const ff_upload *up)
+{
+    return up->header.site_id;
+}
+
 void ff_federation_upload_abandon(ff_federation *f, ff_upload *up,
                                   const char *reason)
 {
@@ -309,6 +314,11 @@ static ff_status upload_add(ff_federation *f, ff_upload *up, ff_error *err)
     if (f->state != FF_FED_TRAINING || f->round != h->round)
         return ff_error_set(err, FF_ERR_REJECTED,
                             "round %d closed before the update completed",
+                            (int)h->round);
+    if (s->revoked)
+        return ff_error_set(err, FF_ERR_REJECTED,
+                            "the site's certificate was revoked during "
+                            "round %d: it was dropped from it",
                             (int)h->round);
 
     /* A refusal: the site leaves this round, neither dropped nor late. */

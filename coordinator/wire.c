@@ -149,7 +149,11 @@ ff_status ff_coord_wire_download_decode(const uint8_t *buf, size_t len,
     m = (Fedfuse__DownloadRequest *)pm;
     st = copy_site_id(out->site_id, m->site_id, err);
     out->round = m->round;
-    if (st == FF_OK && m->round < 1)
+    out->production = m->production != 0;
+    if (st == FF_OK && out->production && m->round != 0)
+        st = ff_error_set(err, FF_ERR_FORMAT, "a production download "
+                          "names round %d, expected 0", (int)m->round);
+    else if (st == FF_OK && !out->production && m->round < 1)
         st = ff_error_set(err, FF_ERR_FORMAT, "round %d is not >= 1",
                           (int)m->round);
     fedfuse__download_request__free_unpacked(m, NULL);
@@ -468,6 +472,11 @@ ff_status ff_coord_wire_model_chunk_encode(const ff_wire_model_chunk *c,
                             "chunk of %zu bytes at %llu of %llu is out of "
                             "range", c->len, (unsigned long long)c->offset,
                             (unsigned long long)c->total_length);
+    if (c->metadata_len > FF_WIRE_METADATA_MAX ||
+        c->len + c->metadata_len > FF_WIRE_CHUNK_MAX)
+        return ff_error_set(err, FF_ERR_ARG,
+                            "metadata of %zu bytes with %zu data bytes "
+                            "exceeds one chunk", c->metadata_len, c->len);
     m.offset = c->offset;
     m.total_length = c->total_length;
     m.digest.data = (uint8_t *)c->digest;
@@ -475,6 +484,22 @@ ff_status ff_coord_wire_model_chunk_encode(const ff_wire_model_chunk *c,
     m.model_version = c->model_version;
     m.data.data = (uint8_t *)c->data;
     m.data.len = c->len;
+
+    /* The signature and what it covers ride on the first chunk. */
+    if (c->offset == 0) {
+        if (!ff_wire_id_valid(c->model))
+            return ff_error_set(err, FF_ERR_ARG, "model name '%s' is not "
+                                "valid", c->model);
+        m.model = (char *)c->model;
+        m.parent = c->parent;
+        m.metadata = (char *)(c->metadata != NULL ? c->metadata : "");
+    }
+    if (c->offset == 0 && c->is_signed) {
+        m.signature.data = (uint8_t *)c->signature;
+        m.signature.len = FF_WIRE_SIG_BYTES;
+        m.signer_key.data = (uint8_t *)c->signer_key;
+        m.signer_key.len = FF_WIRE_SIGNER_BYTES;
+    }
     return ff_wire_pack(&m.base, out, err);
 }
 

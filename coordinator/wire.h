@@ -33,7 +33,8 @@ FF_MUST_USE ff_status ff_coord_wire_poll_decode(const uint8_t *buf,
                                                 size_t len, ff_wire_poll *out,
                                                 ff_error *err);
 
-/* Decodes a DownloadRequest into *out. */
+/* Decodes a DownloadRequest into *out: round >= 1, or 0 with
+ * production set. */
 FF_MUST_USE ff_status ff_coord_wire_download_decode(const uint8_t *buf,
                                                     size_t len,
                                                     ff_wire_download *out,
@@ -56,8 +57,11 @@ void ff_coord_wire_update_msg_cleanup(ff_wire_update_msg *msg);
 
 /* Encoders: serialise the reply into out->data (malloc'd; the caller frees
  * it). Errors: FF_ERR_ARG (a string over its limit, a chunk over
- * FF_WIRE_CHUNK_MAX, a bad action, optimizer or lr schedule),
- * FF_ERR_NOMEM. */
+ * FF_WIRE_CHUNK_MAX, a bad action, optimizer or lr schedule; a first
+ * model chunk without a valid model name, or whose data and metadata
+ * together exceed FF_WIRE_CHUNK_MAX), FF_ERR_NOMEM. The model chunk
+ * encoder sends model, parent, metadata and (when is_signed) signature
+ * and signer key with the chunk at offset 0 only. */
 FF_MUST_USE ff_status ff_coord_wire_register_reply_encode(
     const ff_wire_register_reply *r, ff_wire_bytes *out, ff_error *err);
 FF_MUST_USE ff_status ff_coord_wire_poll_reply_encode(

@@ -23,6 +23,12 @@
 /* A sampling rate below 1e-6 would ask for more steps per epoch than any
  * site needs (q = batch / records, records <= 200,000). */
 #define DP_MAX_STEPS_PER_EPOCH 1000000.0
+/* Per-record clipping aims this fraction below the clip (see
+ * touched_clip), and gives up shrinking by ratios after this many passes
+ * (then the record adds zero; each pass lands within ~1e-7 of the aim,
+ * so one or two suffice). */
+#define DP_CLIP_MARGIN 1e-9
+#define DP_CLIP_PASSES 8
 
 /* ---- checks ------------------------------------------------------------ */
 
@@ -145,19 +151,57 @@ touched_norm(const touched *t, const float *g)
     return sqrt(s);
 }
 
-/* sum += scale * g over t's ranges. */
+/* g *= scale over t's ranges, in place (each product rounded to float
+ * and stored, so what is measured afterwards is what gets added). */
 static void
-touched_add(const touched *t, float *restrict sum, const float *restrict g,
-            float scale)
+touched_scale(const touched *t, float *g, float scale)
 {
     for (int k = 0; k < t->groups; k++)
         for (size_t i = t->off[k]; i < t->off[k] + t->len[k]; i++)
-            sum[i] += scale * g[i];
+            g[i] *= scale;
     for (int r = 0; r < t->nrows; r++) {
         size_t at = t->text_off + (size_t)t->rows[r] * FF_EMB_DIM;
         for (size_t i = at; i < at + FF_EMB_DIM; i++)
-            sum[i] += scale * g[i];
+            g[i] *= scale;
     }
+}
+
+/* sum += g over t's ranges. */
+static void
+touched_add(const touched *t, float *restrict sum, const float *restrict g)
+{
+    for (int k = 0; k < t->groups; k++)
+        for (size_t i = t->off[k]; i < t->off[k] + t->len[k]; i++)
+            sum[i] += g[i];
+    for (int r = 0; r < t->nrows; r++) {
+        size_t at = t->text_off + (size_t)t->rows[r] * FF_EMB_DIM;
+        for (size_t i = at; i < at + FF_EMB_DIM; i++)
+            sum[i] += g[i];
+    }
+}
+
+/*
+ * Scales g (norm `norm`, over t's ranges) in place so that the float
+ * vector that is then added has an L2 norm, computed in double, of at most
+ * clip (1 - DP_CLIP_MARGIN). The float scale and the float products each
+ * round, so one scaling can land a few 1e-8 above the clip: the result is
+ * measured again and shrunk again until it is below. The margin keeps a
+ * norm summed in another order (up to ~1e-11 apart over 220,000 values)
+ * at or below the clip too. Returns the norm of the scaled vector.
+ */
+static double
+touched_clip(const touched *t, float *g, double norm, double clip)
+{
+    double target = clip * (1.0 - DP_CLIP_MARGIN);
+
+    for (int pass = 0; norm > target; pass++) {
+        float scale = pass < DP_CLIP_PASSES
+                          ? nextafterf((float)(target / norm), 0.0f)
+                          : 0.0f; /* never reached in practice */
+        touched_scale(t, g, scale);
+        norm = touched_norm(t, g);
+    }
+    return norm;
 }
 
 /* ---- one step ---------------------------------------------------------- */
@@ -222,14 +266,16 @@ record_add_clipped(ff_model *m, const ff_sample_set *set,
     touched_zero(&t, st->dp_rec);
     ff_model_batch_backward(m, st->dp_rec, 1.0f);
 
-    /* Clip to norm <= clip (a zero gradient adds nothing). */
+    /* Clip to norm <= clip, checked on the floats that are added (a zero
+     * gradient adds nothing). */
     double norm = touched_norm(&t, st->dp_rec);
     if (!isfinite(norm))
         return ff_error_set(err, FF_ERR_NONFINITE, "training diverged: "
                             "gradient norm %g of record %zu", norm, i);
-    if (norm > 0.0)
-        touched_add(&t, st->grad, st->dp_rec,
-                    norm > clip ? (float)(clip / norm) : 1.0f);
+    if (norm > 0.0) {
+        (void)touched_clip(&t, st->dp_rec, norm, clip);
+        touched_add(&t, st->grad, st->dp_rec);
+    }
 
     /* Count it. */
     total->dp_records++;

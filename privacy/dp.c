@@ -222,6 +222,9 @@ double ff_dp_adaptive_clip_next(double clip, double frac, double target,
     return clip * exp(-eta * (f - target));
 }
 
+/* Two Gaussians on the same data, the update (multiplier z_Delta) and the
+ * count of sensitivity 1/2 (multiplier 2 count_std), compose to one of
+ * multiplier z with z^-2 = z_Delta^-2 + (2 count_std)^-2. */
 double ff_dp_adaptive_effective_z(double z, double count_std)
 {
     if (!isfinite(z) || !(z > 0) || !isfinite(count_std) ||

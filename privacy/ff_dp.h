@@ -251,11 +251,16 @@ double ff_dp_adaptive_clip_next(double clip, double frac, double target,
 
 /*
  * The noise multiplier the update itself must carry when the count of
- * unclipped updates (each site contributing its bit minus 1/2, so the
- * count's sensitivity is 1/2) is released with Gaussian noise of std
- * count_std alongside it, so that both together are exactly as private as
- * one Gaussian of multiplier z: (z^-2 - (2 count_std)^-2)^(-1/2), which
- * is >= z. Account the round with z. Returns +INFINITY when
+ * unclipped updates is released with Gaussian noise of std count_std
+ * alongside it, so that both together are exactly as private as one
+ * Gaussian of multiplier z: (z^-2 - (2 count_std)^-2)^(-1/2), which is
+ * >= z. It assumes the count's sensitivity is 1/2: each contribution
+ * counts as its bit b minus 1/2 (b in {0, 1}), i.e. what is noised is
+ * sum(b) - arrived / 2, and a known constant (n_planned / 2) is added
+ * back only after the noise. Noising sum(b) itself has sensitivity 1 and
+ * is NOT covered. The count must also be noised by whoever releases it:
+ * a count summed in the clear by secure aggregation reaches the server
+ * unnoised. Account the round with z. Returns +INFINITY when
  * 2 count_std <= z and NaN for input that is not finite and > 0.
  */
 double ff_dp_adaptive_effective_z(double z, double count_std);

@@ -53,6 +53,20 @@
 /* Most bytes of one SecAgg stage message. */
 #define FF_WIRE_SECAGG_DATA_MAX FF_WIRE_CHUNK_MAX
 
+/* Model signatures (trust/ff_trust.h): Ed25519 signature and public key
+ * bytes, and the most bytes of the signed lineage metadata (JSON) that
+ * the first ModelChunk carries; that chunk's data is shorter by the
+ * metadata's length, so the message stays within FF_WIRE_MESSAGE_MAX. */
+#define FF_WIRE_SIG_BYTES 64
+#define FF_WIRE_SIGNER_BYTES 32
+#define FF_WIRE_METADATA_MAX (64u * 1024u)
+/* The initial model of a federation (version 0, drawn from a seed, never
+ * published) is signed as version 1, parent 0, of the pseudo-model
+ * "NAME" FF_WIRE_INITIAL_SUFFIX, since a signed claim's version is >= 1
+ * (trust/ff_trust.h). No real model has that name ('/' is not allowed in
+ * names), so such a signature can never pass for a published version. */
+#define FF_WIRE_INITIAL_SUFFIX "/initial"
+
 /* Bytes produced by an encoder: malloc'd, owned by the caller (free()). */
 typedef struct ff_wire_bytes {
     uint8_t *data;
@@ -183,11 +197,14 @@ typedef struct ff_wire_secagg_msg {
 
 typedef struct ff_wire_download {
     char site_id[FF_WIRE_ID_MAX + 1];
-    int32_t round;
+    int32_t round;                       /* >= 1; 0 with production */
+    int production;                      /* the production version
+                                            (fedfuse-site deploy) */
 } ff_wire_download;
 
-/* One piece of the model artifact. After decoding, data points into
- * storage that `owner` keeps alive until the chunk's cleanup call. */
+/* One piece of the model artifact. After decoding, data (and metadata)
+ * point into storage that `owner` keeps alive until the chunk's cleanup
+ * call. The signature fields travel in the first chunk (offset 0) only. */
 typedef struct ff_wire_model_chunk {
     uint64_t offset;
     uint64_t total_length;
@@ -196,6 +213,14 @@ typedef struct ff_wire_model_chunk {
     const uint8_t *data;
     size_t len;
     void *owner;
+    /* first chunk only */
+    int is_signed;                       /* signature and signer_key set */
+    uint8_t signature[FF_WIRE_SIG_BYTES];
+    uint8_t signer_key[FF_WIRE_SIGNER_BYTES];
+    const char *metadata;                /* signed JSON; "" when none */
+    size_t metadata_len;                 /* <= FF_WIRE_METADATA_MAX */
+    char model[FF_WIRE_ID_MAX + 1];      /* the model's name */
+    int32_t parent;                      /* parent version, 0: none */
 } ff_wire_model_chunk;
 
 /* First message of an upload. */

@@ -13,7 +13,8 @@ coord_start first --sites site-1 --rounds 1 --min-sites 1 --wait-sites 20 \
 rc=0
 timeout 20 "$FEDFUSE_BIN/fedfuse-coordinator" --listen "127.0.0.1:$PORT" \
   --db "$DB" --test "$work/fd/test/manifest.jsonl" --sites site-1 \
-  --rounds 1 --secagg off >"$work/second.out" 2>"$work/second.err" ||
+  --rounds 1 --secagg off "${COORD_SEC[@]}" >"$work/second.out" \
+  2>"$work/second.err" ||
   rc=$?
 [ "$rc" = 1 ] || fail "second coordinator on port $PORT exited $rc, expected 1"
 grep -q "cannot listen on 127.0.0.1:$PORT" "$work/second.err" ||
@@ -25,7 +26,8 @@ grep "cannot listen" "$work/second.err"
 rc=0
 timeout 20 "$FEDFUSE_BIN/fedfuse-coordinator" --listen 127.0.0.1:0 \
   --db "$DB" --test "$work/fd/test/manifest.jsonl" \
-  --sites site-1,site-2,site-3 --rounds 1 >"$work/third.out" 2>"$work/third.err" || rc=$?
+  --sites site-1,site-2,site-3 --rounds 1 "${COORD_SEC[@]}" \
+  >"$work/third.out" 2>"$work/third.err" || rc=$?
 [ "$rc" = 1 ] || fail "second coordinator of the model exited $rc, expected 1"
 grep -q "already served by another coordinator" "$work/third.err" ||
   fail "second coordinator of the model did not say why it stopped"
@@ -34,7 +36,8 @@ grep "already served" "$work/third.err"
 rc=0
 timeout 20 "$FEDFUSE_BIN/fedfuse-coordinator" --listen 127.0.0.1:0 \
   --db "$DB" --test "$work/fd/test/manifest.jsonl" \
-  --sites site-1,site-2,site-3 --lr 0 --secagg off >"$work/lr.out" 2>"$work/lr.err" || rc=$?
+  --sites site-1,site-2,site-3 --lr 0 --secagg off "${COORD_SEC[@]}" \
+  >"$work/lr.out" 2>"$work/lr.err" || rc=$?
 [ "$rc" = 2 ] || [ "$rc" = 1 ] || fail "--lr 0 exited $rc, expected a refusal"
 grep -q "lr: must be above 0" "$work/lr.err" || fail "--lr 0 gave no reason"
 grep "lr" "$work/lr.err"

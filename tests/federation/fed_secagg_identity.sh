@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Site identity keys, trust on first use: a site's first registration pins
-# its Ed25519 key (stored with the site in the registry, file mode 0600);
-# a later registration of the same id with another key is refused (log
-# line and audit row site.refused), also by a restarted coordinator, while
-# the original key is still accepted.
+# Site identity keys, pinned to the site's certificate: a site's first
+# registration over its certificate pins its Ed25519 key (stored with the
+# site and the certificate serial in the registry, file mode 0600); a
+# later registration with the same certificate and another key is refused
+# (log line and audit row site.refused), also by a restarted coordinator,
+# while the original key is still accepted.
 . "$(dirname "$0")/lib.sh"
 setup
 
@@ -18,11 +19,18 @@ key=$(ctl status | jq -r '.sites[] | select(.name == "site-1") |
                           .details.identity_key')
 [ ${#key} = 64 ] || fail "no pinned identity key stored: '$key'"
 echo "pinned key of site-1: $key"
+serial=$(ctl status | jq -r '.sites[] | select(.name == "site-1") |
+                             .details.identity_serial')
+[ ${#serial} = 32 ] || fail "the key is not pinned to a certificate: '$serial'"
+grep -q "site=site-1: identity key pinned to certificate serial $serial" \
+  "$work/coord.err" || fail "no log line of the pin to serial $serial"
+site_sec site-1
 
 # Another key for the same id: refused, and the site exits 1.
 "$FEDFUSE_BIN/fedfuse-site" --id site-1 --coordinator "127.0.0.1:$PORT" \
   --manifest "$work/fd/site-1/manifest.jsonl" --identity "$work/other.key" \
-  --retry-seconds 10 >"$work/impostor.out" 2>"$work/impostor.err" &
+  --retry-seconds 10 "${SITE_SEC[@]}" >"$work/impostor.out" \
+  2>"$work/impostor.err" &
 imp=$!
 pids+=("$imp")
 wait_exit "$imp" 20
@@ -40,7 +48,8 @@ grep -q '1 pinned site identity keys restored' "$work/coord2.err" ||
   fail "the pinned key was not restored"
 "$FEDFUSE_BIN/fedfuse-site" --id site-1 --coordinator "127.0.0.1:$PORT" \
   --manifest "$work/fd/site-1/manifest.jsonl" --identity "$work/other.key" \
-  --retry-seconds 10 >"$work/impostor2.out" 2>"$work/impostor2.err" &
+  --retry-seconds 10 "${SITE_SEC[@]}" >"$work/impostor2.out" \
+  2>"$work/impostor2.err" &
 imp=$!
 pids+=("$imp")
 wait_exit "$imp" 20

@@ -5,6 +5,11 @@
 # row), the federation ends with status 0, and the ledger's epsilon is
 # what the accountant gives for the recorded noise. A restarted
 # coordinator rebuilds its accountant from the ledger and refuses again.
+# The ledger's epsilon is also recomputed here, independently of the
+# accountant, from z (the combined guarantee) and the recorded clips: with
+# adaptive clipping the update carries the larger z_Delta, yet the round
+# must be accounted with z. A restart with a higher --model-epsilon must
+# not raise the stored budget; a start with a lower one lowers it.
 # Argument: plain (default; two sites, sums in the clear) or
 # secagg-adaptive (three sites, secure aggregation, adaptive clipping:
 # the clip moves between rounds and continues after the restart).
@@ -26,6 +31,28 @@ if [ "$variant" = secagg-adaptive ]; then
   extra=(--secagg on --site-dp-adaptive on)
 fi
 nsites=$(tr ',' '\n' <<<"$sites" | wc -l)
+
+# coord_refuses NAME PATTERN FLAGS...: the coordinator must refuse the
+# configuration (exit 2) with a message matching PATTERN, before it
+# serves or writes anything.
+coord_refuses() {
+  local name=$1 pattern=$2 rc=0
+  shift 2
+  timeout 20 "$FEDFUSE_BIN/fedfuse-coordinator" --listen 127.0.0.1:0 \
+    --port-file "$work/$name.port" --db "$DB" \
+    --test "$work/fd/test/manifest.jsonl" "${COORD_SEC[@]}" "$@" \
+    >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+  [ "$rc" = 2 ] || fail "$name: expected exit 2 (configuration), got $rc"
+  grep -E "$pattern" "$work/$name.err" ||
+    fail "$name: no error matching '$pattern'"
+  [ ! -s "$work/$name.port" ] || fail "$name: the coordinator served"
+}
+
+# Adaptive clipping with too few sites for its count's noise is a
+# configuration error, not a round refused as if the budget were spent.
+coord_refuses coord-adaptive-few "site-dp-adaptive on with --site-dp-noise \
+1 needs min-sites above 10, got 3" --sites site-1,site-2,site-3 \
+  --min-sites 3 --site-dp central --site-dp-noise 1 --site-dp-adaptive on
 plan() {
   "$FEDFUSE_BIN/fedfusectl" --json privacy plan --sampling-rate 1 \
     --noise-multiplier "$1" --steps "$2" --delta "$delta" | jq '.epsilon'
@@ -113,11 +140,78 @@ BEGIN {
   exit !(d <= tol * b && a >= e2 && a < e3) }' ||
   fail "the model's epsilon disagrees with the accountant"
 
+# The same epsilon computed independently (awk, not the accountant): per
+# round, the update's std is z_u c (z_u = z, or with adaptive clipping
+# z_Delta = (z^-2 - (2 n/20)^-2)^-1/2), its sensitivity c + gamma sqrt(p)
+# (+ the quantisation slack sqrt(p) 2 c / max_value under SecAgg), gamma
+# the power-of-two grid step with std / gamma in [2^16, 2^17); the count's
+# std n/20, its sensitivity 1/2 + its grid step. Their RDP a / 2 (sum of
+# squared sensitivity / std) adds over the rounds, over the orders of
+# FF_ACCT_GRID_DEFAULT, and converts with eps = rdp + log(1 - 1/a) -
+# (log delta + log a) / (a - 1). Accounting the update's z_u alone would
+# give the smaller epsilon printed as "z_u alone".
+jq -r '[.entries[] | select(.site == null and .status == "spent")] |
+       .[] | "\(.params.clip) \(.params.dim)"' <<<"$L" >"$work/rounds.txt"
+[ "$(wc -l <"$work/rounds.txt")" = 2 ] || fail "no clip and dim per round"
+adaptive=0; secagg=0
+[ "$variant" = secagg-adaptive ] && adaptive=1 && secagg=1
+awk -v z="$z" -v n="$nsites" -v ad="$adaptive" -v sa="$secagg" \
+    -v delta="$delta" -v got="$got" '
+function grid(std,   e, x) {   # 2^(e - 17) with std = m 2^e, m in [.5, 1)
+  e = 0; x = std
+  while (x >= 1) { x /= 2; e++ }
+  while (x < 0.5) { x *= 2; e-- }
+  return 2 ^ (e - 17)
+}
+function eps(r,   i, a, e, best) {
+  best = -1
+  for (i = 1; i <= no; i++) {
+    a = ord[i]; e = r * a / 2 + log(1 - 1 / a) - (log(delta) + log(a)) / (a - 1)
+    if (best < 0 || e < best) best = e
+  }
+  return best
+}
+BEGIN {
+  no = 0
+  for (i = 1; i <= 99; i++) ord[++no] = 1 + i / 10
+  for (i = 11; i <= 63; i++) ord[++no] = i
+  ord[++no] = 128; ord[++no] = 256; ord[++no] = 512; ord[++no] = 1024
+  cs = n / 20
+  zu = ad ? 1 / sqrt(1 / (z * z) - 1 / (4 * cs * cs)) : z
+  maxv = int(4294967295 / n)
+}
+{
+  c = $1; p = $2
+  su = c + grid(zu * c) * sqrt(p) + (sa ? sqrt(p) * 2 * c / maxv : 0)
+  ru = su / (zu * c)
+  rc = ad ? (0.5 + grid(cs)) / cs : 0
+  rho += ru * ru + rc * rc        # sum over rounds of (1 / sigma)^2
+  rho_u += 1 / (zu * zu)
+}
+END {
+  want = eps(rho)
+  d = got - want; if (d < 0) d = -d
+  printf "independent epsilon after 2 rounds %.12f, ledger %.12f, "\
+         "difference %.3g (tolerance 1e-9 relative); z %g, z_u %g, "\
+         "z_u alone would give %.6f\n", want, got, d, z, zu, eps(rho_u)
+  exit !(d <= 1e-9 * want) }' "$work/rounds.txt" ||
+  fail "the ledger's epsilon is not the one computed from z"
+
 # A restart rebuilds the accountant from the ledger: round 3 again refused.
+# Its --model-epsilon above the stored budget must not raise it.
+high=$(awk -v b="$e3" 'BEGIN { printf "%.6f", 2 * b }')
 coord_start coord2 --sites "$sites" --rounds 4 --min-sites "$nsites" \
   --wait-sites 30 --deadline 10 --seed 5 --epochs 1 --site-dp central \
-  --site-dp-clip 0.5 --site-dp-noise "$z" "${extra[@]}"
+  --site-dp-clip 0.5 --site-dp-noise "$z" --model-epsilon "$high" \
+  "${extra[@]}"
 sites_run -again
+num='[0-9.e+-]+'
+grep -E "model-epsilon $num would raise the stored \
+model budget \(epsilon $num, delta 1e-05\)" "$work/coord2.err" ||
+  fail "the restart did not warn that it keeps the stored budget"
+jq -e --argjson b "$budget" '.budget.epsilon == $b and
+       .budget.delta == 1e-5' <<<"$(ctl privacy feddigits)" >/dev/null ||
+  fail "the restart changed the stored budget"
 grep -q "model accountant rebuilt from 2 ledger rows" "$work/coord2.err" ||
   fail "the restarted coordinator did not rebuild its accountant"
 grep -qE "round 3 refused: the model's epsilon would reach" \
@@ -129,4 +223,20 @@ if [ "$variant" = secagg-adaptive ]; then
   grep "site-level DP" "$work/coord2.err" | grep -q "clip $clip_g\$" ||
     fail "the restarted coordinator did not continue from clip $clip_last"
 fi
+
+# A start with a lower --model-epsilon (and no --model-delta) lowers the
+# stored epsilon, keeps its delta, and audits the change.
+low=$(awk -v b="$e2" 'BEGIN { printf "%.6f", b / 2 }')
+sets=$(audit_count privacy.budget_set)
+coord_start coord3 --sites "$sites" --rounds 2 --min-sites "$nsites" \
+  --wait-sites 1 --site-dp central --site-dp-clip 0.5 \
+  --site-dp-noise "$z" --model-epsilon "$low" "${extra[@]}"
+expect_exit "$COORD_PID" 30 "coordinator coord3"
+grep -E "model budget lowered .*: epsilon $num -> $num, delta 1e-05 -> \
+1e-05" "$work/coord3.err" || fail "the lower --model-epsilon was not applied"
+jq -e --argjson b "$low" '.budget.epsilon == $b and .budget.delta == 1e-5' \
+  <<<"$(ctl privacy feddigits)" >/dev/null ||
+  fail "the stored budget was not lowered to $low"
+[ "$(audit_count privacy.budget_set)" = $((sets + 1)) ] ||
+  fail "lowering the budget was not audited"
 pass

@@ -3,6 +3,12 @@
 # Each test gets its own temporary folder, its own database in the
 # PostgreSQL server named by FEDFUSE_TEST_PG, and a small feddigits
 # federation; it starts real coordinator and site processes on loopback.
+# Calls run over mutual TLS: setup makes a consortium CA, the coordinator's
+# certificate and (on first use, in site_start) each site's certificate
+# with the real commands (fedfusectl ca init / coordinator cert / sites
+# approve, fedfuse-site enroll). A test that needs an insecure federation
+# sets TLS=off before setup. Every coordinator of a test signs with the
+# same key ($work/signing_key), which the sites pin.
 # Every wait is bounded in time; every process started here is killed and
 # the database dropped on exit (both kept when FEDFUSE_TEST_KEEP is set).
 # On failure the logs are printed.
@@ -23,6 +29,10 @@ DB="$FEDFUSE_TEST_PG dbname=$dbname"
 pids=()
 failed=1
 t0=$(date +%s)
+TLS=${TLS:-on}
+pki=
+COORD_SEC=()
+SITE_SEC=()
 
 # Kills what we started, drops the database, prints logs when we failed.
 cleanup() {
@@ -68,6 +78,72 @@ setup() {
   "$FEDFUSE_BIN/fedfuse-feddigits" --data "$FEDFUSE_DATA" --out "$work/fd" \
     --records 150 --test-records 200 >"$work/feddigits.out" \
     2>"$work/feddigits.err" || fail "fedfuse-feddigits failed"
+  tls_ensure
+}
+
+# op ARGS...: fedfusectl on the test's database as operator op1.
+op() {
+  tls_ensure
+  "$FEDFUSE_BIN/fedfusectl" --db "$DB" --cert "$pki/ca/operators/op1.crt" \
+    --key "$pki/ca/operators/op1.key" --ca "$pki/ca/ca.crt" "$@"
+}
+
+# tls_ensure: makes sure the database in $DB has its consortium CA
+# (operator op1) and coordinator certificate (one PKI per database, in
+# $work/pki-DBNAME, since the registry records every certificate); sets
+# pki and COORD_SEC, the coordinator's security flags.
+tls_ensure() {
+  COORD_SEC=(--signing-key "$work/signing_key")
+  if [ "$TLS" = off ]; then
+    COORD_SEC+=(--tls off)
+    return 0
+  fi
+  pki=$work/pki-${DB##*dbname=}
+  if [ ! -f "$pki/coordinator.crt" ]; then
+    mkdir -p "$pki/sites"
+    "$FEDFUSE_BIN/fedfusectl" --db "$DB" migrate >>"$work/pki.out" \
+      2>>"$work/pki.err" || fail "fedfusectl migrate failed"
+    "$FEDFUSE_BIN/fedfusectl" --db "$DB" ca init --dir "$pki/ca" \
+      --name "fedfuse test CA" --operator op1 >>"$work/pki.out" \
+      2>>"$work/pki.err" || fail "fedfusectl ca init failed"
+    "$FEDFUSE_BIN/fedfusectl" --db "$DB" --cert \
+      "$pki/ca/operators/op1.crt" --key "$pki/ca/operators/op1.key" \
+      --ca "$pki/ca/ca.crt" coordinator cert --ca-dir "$pki/ca" \
+      --hosts 127.0.0.1,localhost --out "$pki/coordinator" \
+      >>"$work/pki.out" 2>>"$work/pki.err" ||
+      fail "fedfusectl coordinator cert failed"
+  fi
+  COORD_SEC+=(--ca "$pki/ca/ca.crt" --cert "$pki/coordinator.crt"
+              --key "$pki/coordinator.key")
+}
+
+# site_enroll ID: the site makes its key and CSR (fedfuse-site enroll),
+# operator op1 approves it; once per ID. Leaves $pki/sites/ID.{key,crt}.
+site_enroll() {
+  local id=$1
+  [ "$TLS" = off ] && return 0
+  tls_ensure
+  [ -f "$pki/sites/$id.crt" ] && return 0
+  "$FEDFUSE_BIN/fedfuse-site" enroll --id "$id" --key "$pki/sites/$id.key" \
+    --csr "$pki/sites/$id.csr" >>"$work/pki.out" 2>>"$work/pki.err" ||
+    fail "fedfuse-site enroll $id failed"
+  op sites approve "$pki/sites/$id.csr" --ca-dir "$pki/ca" \
+    --out "$pki/sites/$id.crt" >>"$work/pki.out" 2>>"$work/pki.err" ||
+    fail "fedfusectl sites approve $id failed"
+}
+
+# site_sec ID: enrols ID when needed and sets SITE_SEC, the site's
+# security flags (its certificate, the CA, the pinned coordinator key).
+site_sec() {
+  local id=$1
+  SITE_SEC=(--coordinator-key-file "$work/signing_key.pub")
+  if [ "$TLS" = off ]; then
+    SITE_SEC+=(--tls off)
+    return 0
+  fi
+  site_enroll "$id"
+  SITE_SEC+=(--ca "$pki/ca/ca.crt" --cert "$pki/sites/$id.crt"
+             --key "$pki/sites/$id.key")
 }
 
 # coord_start NAME [coordinator flags...]: starts a coordinator on a free
@@ -76,11 +152,13 @@ setup() {
 coord_start() {
   local name=$1 i
   shift
+  tls_ensure
   rm -f "$work/$name.port"
   "$FEDFUSE_BIN/fedfuse-coordinator" --listen 127.0.0.1:0 \
     --port-file "$work/$name.port" --db "$DB" \
     --test "$work/fd/test/manifest.jsonl" --poll-interval 200 \
-    --finish-grace 5 --threads 1 --epochs 3 --secagg off "$@" \
+    --finish-grace 5 --threads 1 --epochs 3 --secagg off \
+    "${COORD_SEC[@]}" "$@" \
     >"$work/$name.out" 2>"$work/$name.err" &
   COORD_PID=$!
   pids+=("$COORD_PID")
@@ -97,13 +175,16 @@ coord_start() {
 # SITE_DIR's records, logging to $work/LOG.{out,err} (LOG defaults to ID),
 # its privacy ledger in $work/LOG.ledger; sets SITE_PID. Record-level DP
 # is off (these tests are about the federation) unless FLAGS say
-# --dp on; FLAGS come last and override.
+# --dp on; FLAGS come last and override. The site gets its own
+# certificate (site_sec ID) unless FLAGS name others.
 site_start() {
   local id=$1 dir=$2 log=${3:-$1}
   shift $(( $# >= 3 ? 3 : $# ))
+  site_sec "$id"
   "$FEDFUSE_BIN/fedfuse-site" --id "$id" --coordinator "127.0.0.1:$PORT" \
     --manifest "$work/fd/$dir/manifest.jsonl" --threads 1 \
-    --retry-seconds 20 --dp off --ledger "$work/$log.ledger" "$@" \
+    --retry-seconds 20 --dp off --ledger "$work/$log.ledger" \
+    "${SITE_SEC[@]}" "$@" \
     >"$work/$log.out" 2>"$work/$log.err" &
   SITE_PID=$!
   pids+=("$SITE_PID")

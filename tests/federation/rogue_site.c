@@ -134,24 +134,22 @@ static int await_train(const char *id, const char *other, int round)
 static int learn_model(int round)
 {
     ff_wire_download req;
+    ff_site_model art;
     ff_model *m = NULL;
     ff_error err = {0};
-    uint8_t *art = NULL;
-    size_t len = 0;
-    int version = 0, ok;
+    int ok;
 
     memset(&req, 0, sizeof req);
     snprintf(req.site_id, sizeof req.site_id, "%s", rogue_id);
     req.round = round;
-    ok = ff_site_rpc_download(rpc, &req, &art, &len, &version, TIMEOUT,
-                              &err) == FF_OK &&
+    ok = ff_site_rpc_download(rpc, &req, &art, TIMEOUT, &err) == FF_OK &&
          ff_model_create(&m, 1, &err) == FF_OK &&
-         ff_model_artifact_read(m, art, len, &err) == FF_OK;
+         ff_model_artifact_read(m, art.artifact, art.len, &err) == FF_OK;
     if (ok)
         n_params = ff_model_param_count(m);
     else
         printf("FAIL download: %s\n", ff_error_text(&err));
-    free(art);
+    ff_site_model_cleanup(&art);
     ff_model_destroy(m);
     return ok ? 0 : -1;
 }
@@ -307,7 +305,10 @@ int main(int argc, char **argv)
     if (sodium_init() < 0)
         return 1;
     grpc_init();
-    if (ff_site_rpc_create(&rpc, target, &(ff_error){0}) != FF_OK)
+    /* One channel speaks for several identities: an insecure one (the
+     * test runs its coordinator with --tls off; fed_mtls.sh covers who
+     * may speak for whom). */
+    if (ff_site_rpc_create(&rpc, target, NULL, &(ff_error){0}) != FF_OK)
         return 1;
 
     /* Round 1: join, learn the model size, then misbehave. */

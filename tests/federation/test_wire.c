@@ -434,6 +434,127 @@ static void model_chunk_round_trip(void **state)
                      FF_ERR_ARG);
 }
 
+/* The first chunk carries the signed claim: model, parent, metadata,
+ * signature and signer key; a production download names round 0. */
+static void model_chunk_signature_round_trip(void **state)
+{
+    static const char meta[] = "{\"round\":3,\"sites\":[\"a\",\"b\"]}";
+    ff_wire_download d, dout;
+    ff_wire_model_chunk in, out;
+    ff_wire_bytes b = {NULL, 0};
+    ff_error err = {0};
+    uint8_t data[100] = {9, 8, 7};
+
+    (void)state;
+    memset(&d, 0, sizeof d);
+    strcpy(d.site_id, "s1");
+    d.production = 1;
+    assert_int_equal(ff_site_wire_download_encode(&d, &b, &err), FF_OK);
+    assert_int_equal(ff_coord_wire_download_decode(b.data, b.len, &dout,
+                                                   &err), FF_OK);
+    assert_int_equal(dout.production, 1);
+    assert_int_equal(dout.round, 0);
+    free(b.data);
+    d.round = 2;        /* production with a round: malformed */
+    assert_int_equal(ff_site_wire_download_encode(&d, &b, &err), FF_OK);
+    assert_int_equal(ff_coord_wire_download_decode(b.data, b.len, &dout,
+                                                   &err), FF_ERR_FORMAT);
+    free(b.data);
+
+    memset(&in, 0, sizeof in);
+    in.total_length = 1000;
+    in.model_version = 4;
+    in.data = data;
+    in.len = sizeof data;
+    strcpy(in.model, "feddigits");
+    in.parent = 3;
+    in.metadata = meta;
+    in.metadata_len = strlen(meta);
+    in.is_signed = 1;
+    memset(in.signature, 0x5a, sizeof in.signature);
+    memset(in.signer_key, 0xc3, sizeof in.signer_key);
+    assert_int_equal(ff_coord_wire_model_chunk_encode(&in, &b, &err), FF_OK);
+    assert_int_equal(ff_site_wire_model_chunk_decode(b.data, b.len, &out,
+                                                     &err), FF_OK);
+    free(b.data);
+    assert_int_equal(out.is_signed, 1);
+    assert_string_equal(out.model, "feddigits");
+    assert_int_equal(out.parent, 3);
+    assert_int_equal(out.metadata_len, strlen(meta));
+    assert_memory_equal(out.metadata, meta, strlen(meta));
+    assert_memory_equal(out.signature, in.signature, sizeof in.signature);
+    assert_memory_equal(out.signer_key, in.signer_key,
+                        sizeof in.signer_key);
+    ff_site_wire_model_chunk_cleanup(&out);
+
+    /* Unsigned: no signature fields at all. */
+    in.is_signed = 0;
+    assert_int_equal(ff_coord_wire_model_chunk_encode(&in, &b, &err), FF_OK);
+    assert_int_equal(ff_site_wire_model_chunk_decode(b.data, b.len, &out,
+                                                     &err), FF_OK);
+    free(b.data);
+    assert_int_equal(out.is_signed, 0);
+    ff_site_wire_model_chunk_cleanup(&out);
+
+    /* Metadata and data must fit one chunk together; a first chunk names
+     * its model. */
+    in.len = FF_WIRE_CHUNK_MAX - in.metadata_len + 1;
+    in.total_length = FF_WIRE_CHUNK_MAX * 2;
+    assert_int_equal(ff_coord_wire_model_chunk_encode(&in, &b, &err),
+                     FF_ERR_ARG);
+    in.len = sizeof data;
+    in.model[0] = '\0';
+    assert_int_equal(ff_coord_wire_model_chunk_encode(&in, &b, &err),
+                     FF_ERR_ARG);
+}
+
+/* Signature fields of the wrong size, and metadata over the limit, are
+ * refused by the site's decoder. */
+static void model_chunk_bad_signature_is_refused(void **state)
+{
+    uint8_t sig[65] = {0}, key[33] = {0}, data[10] = {0};
+    char *meta = malloc(FF_WIRE_METADATA_MAX + 2);
+    ff_wire_model_chunk out;
+    ff_error err = {0};
+    size_t cases[3][2] = {{63, 32}, {64, 31}, {64, 0}};
+    int k;
+
+    (void)state;
+    assert_non_null(meta);
+    for (k = 0; k < 3; k++) {
+        pbuf b = {0};
+        pb_uint(&b, 2, 10);
+        pb_bytes(&b, 3, sig, 32);
+        pb_uint(&b, 4, 1);
+        pb_bytes(&b, 5, data, sizeof data);
+        pb_bytes(&b, 6, sig, cases[k][0]);
+        pb_bytes(&b, 7, key, cases[k][1]);
+        pb_bytes(&b, 9, "m", 1);
+        assert_int_equal(ff_site_wire_model_chunk_decode(b.p, b.n, &out,
+                                                         &err),
+                         FF_ERR_FORMAT);
+        printf("signature %zu + key %zu bytes: %s\n", cases[k][0],
+               cases[k][1], err.msg);
+        ff_site_wire_model_chunk_cleanup(&out);
+        pb_free(&b);
+    }
+    {
+        pbuf b = {0};
+        memset(meta, 'x', FF_WIRE_METADATA_MAX + 1);
+        pb_uint(&b, 2, 10);
+        pb_bytes(&b, 3, sig, 32);
+        pb_bytes(&b, 5, data, sizeof data);
+        pb_bytes(&b, 8, meta, FF_WIRE_METADATA_MAX + 1);
+        pb_bytes(&b, 9, "m", 1);
+        assert_int_equal(ff_site_wire_model_chunk_decode(b.p, b.n, &out,
+                                                         &err),
+                         FF_ERR_TOO_LARGE);
+        ff_site_wire_model_chunk_cleanup(&out);
+        pb_free(&b);
+    }
+    free(meta);
+}
+
 /* Decodes a hand-made ModelChunk. */
 static ff_status chunk_crafted(uint64_t offset, uint64_t total,
                                size_t digest_len, size_t data_len,
@@ -451,6 +572,8 @@ static ff_status chunk_crafted(uint64_t offset, uint64_t total,
     pb_bytes(&b, 3, digest, digest_len);
     pb_uint(&b, 4, 1);
     pb_bytes(&b, 5, data, data_len);
+    if (offset == 0)
+        pb_bytes(&b, 9, (const uint8_t *)"feddigits", 9);
     st = ff_site_wire_model_chunk_decode(b.p, b.n, &out, err);
     ff_site_wire_model_chunk_cleanup(&out);
     pb_free(&b);
@@ -851,10 +974,16 @@ static void decoders_survive_mutations(void **state)
     ff_error err = {0};
     int accepted = 0, refused = 0;
     uint8_t data[64] = {1, 2, 3};
-    ff_wire_model_chunk mc = {0, 64, {0}, 1, data, 64, NULL};
+    ff_wire_model_chunk mc;
     ff_wire_poll_reply pr;
 
     (void)state;
+    memset(&mc, 0, sizeof mc);
+    mc.total_length = 64;
+    mc.model_version = 1;
+    mc.data = data;
+    mc.len = 64;
+    strcpy(mc.model, "feddigits");
     memset(&pr, 0, sizeof pr);
     pr.action = FF_WIRE_TRAIN;
     pr.round = 1;
@@ -929,6 +1058,8 @@ int main(void)
         cmocka_unit_test(poll_reply_malformed_is_refused),
         cmocka_unit_test(model_chunk_round_trip),
         cmocka_unit_test(model_chunk_malformed_is_refused),
+        cmocka_unit_test(model_chunk_signature_round_trip),
+        cmocka_unit_test(model_chunk_bad_signature_is_refused),
         cmocka_unit_test(update_round_trip),
         cmocka_unit_test(update_malformed_is_refused),
         cmocka_unit_test(upload_reply_round_trip),

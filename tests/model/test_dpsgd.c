@@ -12,7 +12,8 @@
  *   - bad DP settings and misbehaving callbacks are refused, naming the
  *     field, with the parameters untouched;
  *   - every record's contribution has L2 norm <= clip (checked inside a
- *     noise callback that sees the clipped sum);
+ *     noise callback that sees the clipped sum), exactly (no tolerance)
+ *     when a step holds one record;
  *   - with modest noise the training loss still falls.
  *
  * Needs env FEDFUSE_BIN (built programs) and FEDFUSE_DATA (datasets).
@@ -153,6 +154,8 @@ typedef struct dp_test_ctx {
     int std_mismatch;          /* calls whose std differed from it */
     size_t n_seen;
     double worst_ratio;        /* max ||sum|| / (last_n * clip) */
+    double worst_one;          /* max ||sum|| of one-record steps */
+    int one_over;              /* one-record steps with ||sum|| > clip */
     ff_rng rng;
 } dp_test_ctx;
 
@@ -199,6 +202,11 @@ noise_cb(void *ctx, float *v, size_t n, double std, ff_error *err)
         double r = sqrt(ss) / ((double)c->last_n * c->clip);
         if (r > c->worst_ratio)
             c->worst_ratio = r;
+    }
+    if (c->last_n == 1) {
+        if (sqrt(ss) > c->worst_one)
+            c->worst_one = sqrt(ss);
+        c->one_over += sqrt(ss) > c->clip;
     }
     for (size_t i = 0; i < n; i++)
         v[i] += c->gauss ? (float)(std * ff_rng_normal(&c->rng)) : c->add;
@@ -602,6 +610,45 @@ test_each_contribution_within_clip(void **state)
     assert_true(ts.dp_records > 0);
 }
 
+/* One record per step, so the sum the noise callback sees is exactly that
+ * record's clipped contribution: its L2 norm (in double, over the whole
+ * vector) must be <= clip with no tolerance, for clips from tiny to
+ * larger than some gradients. */
+static void
+test_each_contribution_exactly_within_clip(void **state)
+{
+    static const double clips[] = {1e-3, 0.05, 0.37, 1.3, 6.7};
+    size_t clipped = 0, records = 0;
+    int over = 0;
+
+    (void)state;
+    for (size_t k = 0; k < sizeof(clips) / sizeof(clips[0]); k++) {
+        ff_model *m = model_new(19);
+        dp_test_ctx ctx = {.one = 1};
+        ff_dp_sgd dp = dp_make(clips[k], 1e-3, 0.05, &ctx);
+        ff_train_config cfg;
+        ff_train_stats ts;
+        ff_error err = {0};
+
+        ff_rng_init(&ctx.rng, 23);
+        config_sgd1(&cfg, &dp);
+        cfg.lr = 0.05f;
+        cfg.modality_dropout = 0.3f;
+        assert_int_equal(ff_model_train(m, &mixed, &cfg, &ts, &err), FF_OK);
+        printf("  clip %g: largest ||g|| = %.17g, ||g|| - clip = %.3g "
+               "(tolerance 0), %d above, %zu of %zu clipped\n", clips[k],
+               ctx.worst_one, ctx.worst_one - clips[k], ctx.one_over,
+               ts.dp_clipped, ts.dp_records);
+        over += ctx.one_over;
+        clipped += ts.dp_clipped;
+        records += ts.dp_records;
+        assert_true(ctx.worst_one <= clips[k]);
+        ff_model_destroy(m);
+    }
+    assert_int_equal(over, 0);
+    assert_true(clipped > 0 && clipped < records);
+}
+
 /* ---- (e) it still learns ----------------------------------------------- */
 
 static double
@@ -658,6 +705,7 @@ main(void)
         cmocka_unit_test(test_bad_dp_configs_are_rejected),
         cmocka_unit_test(test_bad_sampler_output_rolls_back),
         cmocka_unit_test(test_each_contribution_within_clip),
+        cmocka_unit_test(test_each_contribution_exactly_within_clip),
         cmocka_unit_test(test_dp_sgd_learns_with_modest_noise),
     };
 
