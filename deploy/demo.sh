@@ -115,7 +115,36 @@ stop_all() {
 }
 trap stop_all EXIT
 
-# 4. baselines: each site alone, and all sites pooled, for the same epochs
+# 4. enrolment: the consortium's CA with two operators (alice, bob), the
+# coordinator's certificate, and each site's key pair made locally
+# (fedfuse-site enroll) with its certificate approved by alice. All traffic
+# to the coordinator is mutual TLS; every model is signed by the
+# coordinator's key, which the sites pin.
+pki=$out/pki
+mkdir -p "$pki/sites" "$pki/operators"
+ctl() { "$bin/fedfusectl" --db "$db" "$@"; }
+as_op() { # NAME ARGS...: fedfusectl as operator NAME
+  local who=$1; shift
+  ctl --cert "$pki/$who.crt" --key "$pki/$who.key" --ca "$pki/ca/ca.crt" "$@"
+}
+say "enrolling: consortium CA, operators alice and bob, the coordinator and ${#sites[@]} sites"
+{
+  ctl migrate
+  ctl ca init --dir "$pki/ca" --name "feddigits consortium CA" --operator alice
+  ln -sf "ca/operators/alice.crt" "$pki/alice.crt"
+  ln -sf "ca/operators/alice.key" "$pki/alice.key"
+  "$bin/fedfusectl" keygen --id bob --role operator --key "$pki/bob.key" --csr "$pki/bob.csr"
+  as_op alice operators add "$pki/bob.csr" --role operator --ca-dir "$pki/ca" --out "$pki/bob.crt"
+  as_op alice coordinator cert --ca-dir "$pki/ca" --hosts 127.0.0.1,localhost \
+    --out "$pki/coordinator"
+  for s in "${sites[@]}"; do
+    "$bin/fedfuse-site" enroll --id "$s" --key "$pki/sites/$s.key" --csr "$pki/sites/$s.csr"
+    as_op alice sites approve "$pki/sites/$s.csr" --ca-dir "$pki/ca" --out "$pki/sites/$s.crt"
+  done
+} >"$out/logs/enrol.log" 2>&1 || { tail -20 "$out/logs/enrol.log" >&2; exit 1; }
+as_op alice sites list | sed 's/^/  /'
+
+# 5. baselines: each site alone, and all sites pooled, for the same epochs
 total_epochs=$(( rounds * epochs ))
 say "training baselines: 6 local models and 1 centralised model, $total_epochs epochs each"
 mkdir -p "$out/baselines"
@@ -138,7 +167,7 @@ for s in "${sites[@]}"; do
 done
 printf '  centralised     accuracy %s\n' "$(jq -r '.accuracy' "$out/baselines/centralised.json")"
 
-# 5. the federation. Under DP-SGD every site plans its noise so that the
+# 6. the federation. Under DP-SGD every site plans its noise so that the
 # configured rounds spend exactly its budget; noisy clipped gradients want
 # larger batches and a larger step than plain training.
 lr_args=()
@@ -157,16 +186,22 @@ say "starting the coordinator and ${#sites[@]} sites on loopback ($rounds rounds
   --sites "$(IFS=,; echo "${sites[*]}")" --rounds "$rounds" --min-sites 4 \
   --wait-sites 60 --deadline 120 --epochs "$epochs" --seed "$seed" --threads 1 \
   --secagg "$secagg" "${lr_args[@]}" \
+  --ca "$pki/ca/ca.crt" --cert "$pki/coordinator.crt" --key "$pki/coordinator.key" \
+  --signing-key "$pki/signing_key" \
   >"$out/logs/coordinator.out" 2>"$out/logs/coordinator.log" &
 coord=$!
 pids+=("$coord")
 for _ in $(seq 100); do [ -s "$out/coordinator.port" ] && break; sleep 0.1; done
 [ -s "$out/coordinator.port" ] || { echo "demo: coordinator did not start" >&2; tail "$out/logs/coordinator.log" >&2; exit 1; }
 port=$(cat "$out/coordinator.port")
+for _ in $(seq 100); do [ -s "$pki/signing_key.pub" ] && break; sleep 0.1; done
+say "coordinator signing key $(cat "$pki/signing_key.pub") (pinned by every site)"
 for s in "${sites[@]}"; do
   "$bin/fedfuse-site" --id "$s" --coordinator "127.0.0.1:$port" \
     --manifest "$out/feddigits/$s/manifest.jsonl" --threads 1 \
     --ledger "$out/privacy-$s.json" "${site_dp[@]}" \
+    --ca "$pki/ca/ca.crt" --cert "$pki/sites/$s.crt" --key "$pki/sites/$s.key" \
+    --coordinator-key-file "$pki/signing_key.pub" \
     >"$out/logs/$s.out" 2>"$out/logs/$s.log" &
   pids+=("$!")
 done
@@ -203,8 +238,7 @@ for line in $(seq $((shown + 1)) "$(grep -c '^METRIC round ' "$out/logs/coordina
 done
 for p in "${pids[@]:1}"; do wait "$p" 2>/dev/null || true; done
 
-# 6. results
-ctl() { "$bin/fedfusectl" --db "$db" "$@"; }
+# 7. results
 ctl --json versions feddigits >"$out/versions.json"
 ctl --json privacy feddigits >"$out/ledger.json"
 last=$(jq '.[-1]' "$out/versions.json")
@@ -255,6 +289,18 @@ if [ "$dp" = on ]; then
     (.epsilon | to_entries | map("\(.key)=\(.value * 1000 | round / 1000)") | join(" ")) +
     " (budget \(.epsilon_budget))"' "$out/results.json"
 fi
+echo
+best=$(jq -r 'max_by(.metrics.accuracy) | .version' "$out/versions.json")
+echo "== Promotion: version $best (best test accuracy) to production, four eyes"
+as_op alice promote feddigits "$best" --to production \
+  --reason "best test accuracy of the demo run" | sed 's/^/  alice: /'
+as_op bob approve feddigits "$best" | sed 's/^/  bob:   /'
+echo
+echo "== fedfusectl history feddigits"
+ctl history feddigits
+echo
+echo "== fedfusectl audit verify"
+ctl audit verify
 echo
 ctl export feddigits "$(jq -r .version "$out/results.json")" "$out/final-model.ffm"
 echo
