@@ -20,72 +20,7 @@
 #include "../../client/wire.h"
 #include "../../coordinator/wire.h"
 
-/* ---- a minimal protobuf writer for hand-made messages ---- */
-
-typedef struct pbuf {
-    uint8_t *p;
-    size_t n, cap;
-} pbuf;
-
-static void pb_raw(pbuf *b, const void *d, size_t n)
-{
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        assert_non_null(b->p);
-    }
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-
-static void pb_varint(pbuf *b, uint64_t v)
-{
-    uint8_t byte;
-
-    do {
-        byte = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v)
-            byte |= 0x80;
-        pb_raw(b, &byte, 1);
-    } while (v);
-}
-
-static void pb_uint(pbuf *b, int field, uint64_t v)
-{
-    pb_varint(b, (uint64_t)field << 3 | 0);
-    pb_varint(b, v);
-}
-
-static void pb_bytes(pbuf *b, int field, const void *d, size_t n)
-{
-    pb_varint(b, (uint64_t)field << 3 | 2);
-    pb_varint(b, n);
-    pb_raw(b, d, n);
-}
-
-static void pb_str(pbuf *b, int field, const char *s)
-{
-    pb_bytes(b, field, s, strlen(s));
-}
-
-static void pb_float(pbuf *b, int field, float v)
-{
-    pb_varint(b, (uint64_t)field << 3 | 5);
-    pb_raw(b, &v, 4);                /* little-endian host */
-}
-
-static void pb_double(pbuf *b, int field, double v)
-{
-    pb_varint(b, (uint64_t)field << 3 | 1);
-    pb_raw(b, &v, 8);
-}
-
-static void pb_free(pbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
+#include "../common/pb_writer.h"
 
 /* ---- fixtures ---- */
 
