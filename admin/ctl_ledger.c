@@ -57,15 +57,18 @@ print_budget(const json_t *b)
     char when[40];
 
     if (!json_is_object(b)) {
-        printf("budget    none set (fedfusectl privacy budget MODEL "
-               "--epsilon E --delta D)\n");
+        printf("model budget  none set (site level; set it with "
+               "fedfusectl privacy budget MODEL --epsilon E --delta D;\n"
+               "              each site keeps its own record-level "
+               "budget, the BUDGET column)\n");
         return;
     }
     ff_ctl_time(json_string_value(json_object_get(b, "set_at")), when,
                 sizeof(when));
     char *by = ff_ctl_escape(json_string_value(json_object_get(b, "set_by")),
                              60);
-    printf("budget    epsilon %g, delta %g (set by %s at %s)\n",
+    printf("model budget  epsilon %g, delta %g, site level (set by %s at "
+           "%s)\n",
            json_number_value(json_object_get(b, "epsilon")),
            json_number_value(json_object_get(b, "delta")), by ? by : "?",
            when);

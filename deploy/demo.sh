@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The main job of fedfuse on one machine: installs what is missing, builds,
 # builds the feddigits federation from the public datasets, starts a
-# throwaway PostgreSQL registry, trains the local and centralised baselines,
-# then runs a coordinator and six site processes over loopback for the
-# configured rounds and prints the results and the registry's lineage.
+# throwaway PostgreSQL registry, enrols a coordinator and six sites under a
+# new consortium CA, trains the local and centralised baselines, then runs
+# the coordinator and the sites over mutual TLS on loopback, with DP-SGD at
+# every site, for the configured rounds; prints the results, the registry's
+# lineage and privacy ledger, promotes the best version with two operators
+# and prints the production history.
 #
 # Usage: deploy/demo.sh [--out DIR] [--data DIR] [--rounds N] [--epochs N]
 #                       [--seed N] [--alpha A] [--no-secagg] [--no-dp]
@@ -27,7 +30,7 @@ dp_lr=0.03
 sites=(site-1 site-2 site-3 site-4 site-5 site-6)
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
   cat <<TXT
 
 Options:
@@ -121,7 +124,7 @@ trap stop_all EXIT
 # to the coordinator is mutual TLS; every model is signed by the
 # coordinator's key, which the sites pin.
 pki=$out/pki
-mkdir -p "$pki/sites" "$pki/operators"
+mkdir -p "$pki/sites"
 ctl() { "$bin/fedfusectl" --db "$db" "$@"; }
 as_op() { # NAME ARGS...: fedfusectl as operator NAME
   local who=$1; shift
@@ -299,8 +302,8 @@ echo
 echo "== fedfusectl history feddigits"
 ctl history feddigits
 echo
-echo "== fedfusectl audit verify"
-ctl audit verify
+echo "== fedfusectl audit verify --key COORDINATOR_KEY"
+ctl audit verify --key "$(cat "$pki/signing_key.pub")"
 echo
 ctl export feddigits "$(jq -r .version "$out/results.json")" "$out/final-model.ffm"
 echo

@@ -293,7 +293,7 @@ ledger_table_shows_real_values(void **state)
     expect_code(&r, 0, "privacy dp-model");
     print_message("%s", r.out);
     assert_non_null(strstr(r.out, "model     dp-model\n"));
-    assert_non_null(strstr(r.out, "budget    epsilon 6, delta 1e-05 (set by "
+    assert_non_null(strstr(r.out, "model budget  epsilon 6, delta 1e-05, site level (set by "
                                   "operator:tester at "));
     char *hdr = line_with(r.out, "ROUND", "SITE", "STATUS", "MECHANISM",
                           "EPSILON", "NOISE MULT", "BUDGET", NULL);
@@ -351,7 +351,7 @@ ledger_table_shows_real_values(void **state)
     /* A model with neither budget nor entries. */
     r = run_ctl("privacy", "plain", NULL);
     expect_code(&r, 0, "privacy plain");
-    assert_non_null(strstr(r.out, "budget    none set"));
+    assert_non_null(strstr(r.out, "model budget  none set"));
     assert_non_null(strstr(r.out, "no ledger entries"));
     ctl_run_free(&r);
 }
@@ -468,7 +468,7 @@ budget_command_sets_and_audits(void **state)
     ctl_run_free(&r);
     r = run_ctl("privacy", "dp-budget", NULL);
     expect_code(&r, 0, "privacy dp-budget");
-    assert_non_null(strstr(r.out, "budget    epsilon 3, delta 1e-05 (set "
+    assert_non_null(strstr(r.out, "model budget  epsilon 3, delta 1e-05, site level (set "
                                   "by operator:"));
     ctl_run_free(&r);
 
