@@ -97,6 +97,7 @@ typedef struct ff_fed_dp_round {
     double delta;              /* its delta, or 1e-5 when none is set */
     double round_eps;          /* this round alone (NAN before close) */
     int sites_recorded;        /* the sites' ledger rows are written */
+    int model_recorded;        /* the model's ledger row is written */
 } ff_fed_dp_round;
 
 struct ff_upload {
@@ -219,6 +220,14 @@ int ff_fed_dp_secagg_layout(const ff_federation *f, uint32_t n,
 FF_MUST_USE ff_status ff_fed_privacy_abort_record(ff_federation *f, int r,
                                                   const char *why,
                                                   ff_error *err);
+
+/* Right after a distributed-DP sum is unmasked: accounts the round with
+ * the noise shares that arrived and writes the model's "spent" ledger row
+ * at once, so that a crash before publication cannot lose it (publication
+ * and abort then skip the row). Does nothing in any other mode. Main
+ * thread, lock not held. Errors: FF_ERR_DB, FF_ERR_INTERNAL, FF_ERR_NOMEM. */
+FF_MUST_USE ff_status ff_fed_privacy_unmask_record(ff_federation *f, int r,
+                                                   ff_error *err);
 
 /* Central site DP with plain uploads: checks ||delta|| <= clip (within a
  * relative 1e-4, and then clips to exactly clip) and adds the delta and its

@@ -466,6 +466,7 @@ ff_status ff_fed_privacy_round_open(ff_federation *f, int r, int n_selected,
     dp->wrapped = 0;
     dp->round_eps = NAN;
     dp->sites_recorded = 0;
+    dp->model_recorded = 0;
 
     /* The budget in force now: the operator may have changed it. */
     st = ff_registry_budget_get(f->reg, f->cfg.model, &beps, &bdelta,
@@ -935,10 +936,11 @@ ff_status ff_fed_privacy_model_record(ff_federation *f, int r,
      * anything is released. */
     *privacy = NULL;
     st = round_account(f, err);
-    if (st == FF_OK)
+    if (st == FF_OK && !f->dp.model_recorded)
         st = model_row_add(f, r, NULL, err);
     if (st != FF_OK)
         return st;
+    f->dp.model_recorded = 1;
     *privacy = privacy_json(f);
     if (*privacy == NULL)
         return ff_error_set(err, FF_ERR_NOMEM, "out of memory");
@@ -951,9 +953,10 @@ ff_status ff_fed_privacy_abort_record(ff_federation *f, int r,
     char reason[FF_WIRE_TEXT_MAX];
     ff_status st;
 
-    /* Only a distributed sum that was unmasked (arrived is set there). */
+    /* Only a distributed sum that was unmasked (arrived is set there) and
+     * not yet recorded at unmasking. */
     if (!f->dp.active || f->cfg.site_dp != FF_WIRE_SITE_DP_DISTRIBUTED ||
-        f->dp.arrived <= 0)
+        f->dp.arrived <= 0 || f->dp.model_recorded)
         return FF_OK;
     snprintf(reason, sizeof reason, "round aborted after its noised sum "
              "was unmasked (%d noise shares): %s", f->dp.arrived, why);
@@ -962,7 +965,25 @@ ff_status ff_fed_privacy_abort_record(ff_federation *f, int r,
         st = model_row_add(f, r, reason, err);
     if (st != FF_OK)
         return st;
+    f->dp.model_recorded = 1;
     FF_WARN("round %d accounted although not published: %s; the model's "
             "epsilon is now %g", r, reason, f->model_eps);
+    return FF_OK;
+}
+
+ff_status ff_fed_privacy_unmask_record(ff_federation *f, int r,
+                                       ff_error *err)
+{
+    ff_status st;
+
+    if (!f->dp.active || f->cfg.site_dp != FF_WIRE_SITE_DP_DISTRIBUTED ||
+        f->dp.arrived <= 0 || f->dp.model_recorded)
+        return FF_OK;
+    st = round_account(f, err);
+    if (st == FF_OK)
+        st = model_row_add(f, r, NULL, err);
+    if (st != FF_OK)
+        return st;
+    f->dp.model_recorded = 1;
     return FF_OK;
 }

@@ -649,6 +649,12 @@ static ff_status round_run(ff_federation *f, int r, int *exhausted,
                   aborted ? "secure aggregation failed" : "secure sum ready");
         if (aborted)
             return round_abort(f, r, why, err);
+        /* The coordinator has seen the noised sum: record its spend now. */
+        if (ff_fed_privacy_unmask_record(f, r, err) != FF_OK) {
+            snprintf(why, sizeof why, "privacy ledger: %s",
+                     ff_error_text(err));
+            return round_abort(f, r, why, err);
+        }
         /* secagg.c checked min-sites before unmasking; kept as a guard. */
         n_contrib = (int)ff_aggregate_count(f->agg);
         if (n_contrib < f->cfg.min_sites) {
