@@ -93,3 +93,37 @@ ctl_run_free(ctl_run *r)
     free(r->out);
     free(r->err);
 }
+
+ctl_run
+ctl_run_va(const char *ctl, const char *db_env, const char *const *lead,
+           int n_lead, const char *first, va_list ap)
+{
+    const char *args[CTL_RUN_MAX_ARGS + 1];
+    int n = 0;
+
+    for (int i = 0; i < n_lead && n < CTL_RUN_MAX_ARGS; i++)
+        args[n++] = lead[i];
+    for (const char *a = first; a != NULL && n < CTL_RUN_MAX_ARGS;
+         a = va_arg(ap, const char *))
+        args[n++] = a;
+    args[n] = NULL;
+    return ctl_run_argv(ctl, db_env, args);
+}
+
+int
+ctl_run_locate(char *ctl, size_t cap)
+{
+    const char *bin = getenv("FEDFUSE_BIN");
+
+    if (bin == NULL || bin[0] == '\0') {
+        fprintf(stderr, "FAIL: FEDFUSE_BIN is not set (the folder holding "
+                        "fedfusectl; ctest sets it)\n");
+        return -1;
+    }
+    snprintf(ctl, cap, "%s/fedfusectl", bin);
+    if (access(ctl, X_OK) != 0) {
+        fprintf(stderr, "FAIL: %s is not an executable\n", ctl);
+        return -1;
+    }
+    return 0;
+}

@@ -32,18 +32,14 @@ static uint8_t g_pk[32], g_sk[64];
 static ctl_run
 run_ctl(const char *first, ...)
 {
-    const char *args[32];
+    const char *lead[] = {"--db", g_db.conninfo};
     va_list ap;
-    int n = 0;
+    ctl_run r;
 
-    args[n++] = "--db";
-    args[n++] = g_db.conninfo;
     va_start(ap, first);
-    for (const char *a = first; a != NULL && n < 31; a = va_arg(ap, char *))
-        args[n++] = a;
+    r = ctl_run_va(g_ctl, NULL, lead, 2, first, ap);
     va_end(ap);
-    args[n] = NULL;
-    return ctl_run_argv(g_ctl, NULL, args);
+    return r;
 }
 
 static void
@@ -116,16 +112,11 @@ static int
 setup(void **state)
 {
     (void)state;
-    const char *bin = getenv("FEDFUSE_BIN");
-
-    if (bin == NULL || bin[0] == '\0' || sodium_init() < 0) {
-        fprintf(stderr, "FAIL: FEDFUSE_BIN is not set (ctest sets it)\n");
+    if (ctl_run_locate(g_ctl, sizeof(g_ctl)) != 0 || sodium_init() < 0)
         return -1;
-    }
-    snprintf(g_ctl, sizeof(g_ctl), "%s/fedfusectl", bin);
     snprintf(g_dir, sizeof(g_dir), "/tmp/ff_audit_ctl_%ld", (long)getpid());
-    if (access(g_ctl, X_OK) != 0 || mkdir(g_dir, 0700) != 0) {
-        fprintf(stderr, "FAIL: no %s or cannot make %s\n", g_ctl, g_dir);
+    if (mkdir(g_dir, 0700) != 0) {
+        fprintf(stderr, "FAIL: cannot make %s\n", g_dir);
         return -1;
     }
     crypto_sign_keypair(g_pk, g_sk);

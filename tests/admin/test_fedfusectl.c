@@ -54,18 +54,14 @@ run_ctl_env(const char *db_env, const char *const *args)
 static ctl_run
 run_ctl(const char *first, ...)
 {
-    const char *args[32];
+    const char *lead[] = {"--db", g_db.conninfo};
     va_list ap;
-    int n = 0;
+    ctl_run r;
 
-    args[n++] = "--db";
-    args[n++] = g_db.conninfo;
     va_start(ap, first);
-    for (const char *a = first; a != NULL && n < 31; a = va_arg(ap, char *))
-        args[n++] = a;
+    r = ctl_run_va(g_ctl, NULL, lead, 2, first, ap);
     va_end(ap);
-    args[n] = NULL;
-    return run_ctl_env(NULL, args);
+    return r;
 }
 
 static void
@@ -780,18 +776,8 @@ static int
 setup(void **state)
 {
     (void)state;
-    const char *bin = getenv("FEDFUSE_BIN");
-
-    if (bin == NULL || bin[0] == '\0') {
-        fprintf(stderr, "FAIL: FEDFUSE_BIN is not set (the folder holding "
-                        "fedfusectl; ctest sets it)\n");
+    if (ctl_run_locate(g_ctl, sizeof(g_ctl)) != 0)
         return -1;
-    }
-    snprintf(g_ctl, sizeof(g_ctl), "%s/fedfusectl", bin);
-    if (access(g_ctl, X_OK) != 0) {
-        fprintf(stderr, "FAIL: %s is not an executable\n", g_ctl);
-        return -1;
-    }
     snprintf(g_dir, sizeof(g_dir), "/tmp/ffctl-test-XXXXXX");
     if (mkdtemp(g_dir) == NULL)
         return -1;

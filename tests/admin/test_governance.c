@@ -50,28 +50,18 @@ ident_paths(const char *who, char *cert, char *key, size_t cap)
 static ctl_run
 run_as(const char *who, const char *first, ...)
 {
-    const char *args[40];
     char cert[160], key[160];
+    const char *lead[] = {"--db", g_db.conninfo, "--cert", cert,
+                          "--key", key, "--ca", g_ca};
     va_list ap;
-    int n = 0;
+    ctl_run r;
 
-    args[n++] = "--db";
-    args[n++] = g_db.conninfo;
-    if (who != NULL) {
+    if (who != NULL)
         ident_paths(who, cert, key, sizeof(cert));
-        args[n++] = "--cert";
-        args[n++] = cert;
-        args[n++] = "--key";
-        args[n++] = key;
-        args[n++] = "--ca";
-        args[n++] = g_ca;
-    }
     va_start(ap, first);
-    for (const char *a = first; a != NULL && n < 39; a = va_arg(ap, char *))
-        args[n++] = a;
+    r = ctl_run_va(g_ctl, NULL, lead, who != NULL ? 8 : 2, first, ap);
     va_end(ap);
-    args[n] = NULL;
-    return ctl_run_argv(g_ctl, NULL, args);
+    return r;
 }
 
 static void
@@ -535,13 +525,8 @@ static int
 setup(void **state)
 {
     (void)state;
-    const char *bin = getenv("FEDFUSE_BIN");
-
-    if (bin == NULL || bin[0] == '\0') {
-        fprintf(stderr, "FAIL: FEDFUSE_BIN is not set\n");
+    if (ctl_run_locate(g_ctl, sizeof(g_ctl)) != 0)
         return -1;
-    }
-    snprintf(g_ctl, sizeof(g_ctl), "%s/fedfusectl", bin);
     snprintf(g_dir, sizeof(g_dir), "/tmp/ffgov-XXXXXX");
     if (mkdtemp(g_dir) == NULL)
         return -1;

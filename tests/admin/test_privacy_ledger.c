@@ -36,18 +36,14 @@ static const char g_hostile[] = "would exceed \x1b[2J budget 8 (epsilon "
 static ctl_run
 run_ctl(const char *first, ...)
 {
-    const char *args[32];
+    const char *lead[] = {"--db", g_db.conninfo};
     va_list ap;
-    int n = 0;
+    ctl_run r;
 
-    args[n++] = "--db";
-    args[n++] = g_db.conninfo;
     va_start(ap, first);
-    for (const char *a = first; a != NULL && n < 31; a = va_arg(ap, char *))
-        args[n++] = a;
+    r = ctl_run_va(g_ctl, NULL, lead, 2, first, ap);
     va_end(ap);
-    args[n] = NULL;
-    return ctl_run_argv(g_ctl, NULL, args);
+    return r;
 }
 
 /* The operator certificate made in setup by `fedfusectl ca init`. */
@@ -57,24 +53,15 @@ static char g_cert[256], g_key[256], g_ca[256], g_cadir[64];
 static ctl_run
 run_ctl_op(const char *first, ...)
 {
-    const char *args[40];
+    const char *lead[] = {"--db", g_db.conninfo, "--cert", g_cert,
+                          "--key", g_key, "--ca", g_ca};
     va_list ap;
-    int n = 0;
+    ctl_run r;
 
-    args[n++] = "--db";
-    args[n++] = g_db.conninfo;
-    args[n++] = "--cert";
-    args[n++] = g_cert;
-    args[n++] = "--key";
-    args[n++] = g_key;
-    args[n++] = "--ca";
-    args[n++] = g_ca;
     va_start(ap, first);
-    for (const char *a = first; a != NULL && n < 39; a = va_arg(ap, char *))
-        args[n++] = a;
+    r = ctl_run_va(g_ctl, NULL, lead, 8, first, ap);
     va_end(ap);
-    args[n] = NULL;
-    return ctl_run_argv(g_ctl, NULL, args);
+    return r;
 }
 
 static void
@@ -655,18 +642,8 @@ static int
 setup(void **state)
 {
     (void)state;
-    const char *bin = getenv("FEDFUSE_BIN");
-
-    if (bin == NULL || bin[0] == '\0') {
-        fprintf(stderr, "FAIL: FEDFUSE_BIN is not set (the folder holding "
-                        "fedfusectl; ctest sets it)\n");
+    if (ctl_run_locate(g_ctl, sizeof(g_ctl)) != 0)
         return -1;
-    }
-    snprintf(g_ctl, sizeof(g_ctl), "%s/fedfusectl", bin);
-    if (access(g_ctl, X_OK) != 0) {
-        fprintf(stderr, "FAIL: %s is not an executable\n", g_ctl);
-        return -1;
-    }
     populate();
 
     /* The consortium CA and the operator "tester", made by the real

@@ -45,16 +45,13 @@ run_argv(const char *const *args)
 static ctl_run
 run_ctl(const char *first, ...)
 {
-    const char *args[32];
     va_list ap;
-    int n = 0;
+    ctl_run r;
 
     va_start(ap, first);
-    for (const char *a = first; a != NULL && n < 31; a = va_arg(ap, char *))
-        args[n++] = a;
+    r = ctl_run_va(g_ctl, NULL, NULL, 0, first, ap);
     va_end(ap);
-    args[n] = NULL;
-    return run_argv(args);
+    return r;
 }
 
 static void
@@ -431,18 +428,8 @@ static int
 setup(void **state)
 {
     (void)state;
-    const char *bin = getenv("FEDFUSE_BIN");
-
-    if (bin == NULL || bin[0] == '\0') {
-        fprintf(stderr, "FAIL: FEDFUSE_BIN is not set (the folder holding "
-                        "fedfusectl; ctest sets it)\n");
+    if (ctl_run_locate(g_ctl, sizeof(g_ctl)) != 0)
         return -1;
-    }
-    snprintf(g_ctl, sizeof(g_ctl), "%s/fedfusectl", bin);
-    if (access(g_ctl, X_OK) != 0) {
-        fprintf(stderr, "FAIL: %s is not an executable\n", g_ctl);
-        return -1;
-    }
     return 0;
 }
 
